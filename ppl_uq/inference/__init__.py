@@ -1,0 +1,99 @@
+"""Layer 2: inference backends behind one entry point, ``fit(backend, model, data, *, rng_key, **options)``.
+
+The registry is a literal dict from backend name to the module that implements it. Each module has
+``DEFAULTS`` (every option it accepts, with its default), ``check_options(options)`` and
+``fit(model, x, y, *, rng_key, options) -> Posterior``. Modules are imported on first use, so the Pyro
+engine (an optional extra) is only needed by ``pyro-nuts``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from ..data.validate import check_dataset, check_labels
+from ..posterior import Posterior
+from ._common import model_num_classes
+from ._options import resolve_options
+
+BACKENDS: dict[str, str] = {
+    "map": "ppl_uq.inference.map",
+    "laplace": "ppl_uq.inference.laplace",
+    "nuts": "ppl_uq.inference.nuts",
+    "slice": "ppl_uq.inference.slice",
+    "svi": "ppl_uq.inference.svi",
+    "ml-mixture": "ppl_uq.inference.ml_mixture",
+    "bootstrap": "ppl_uq.inference.bootstrap",
+    "deep-ensemble": "ppl_uq.inference.deep_ensemble",
+    "pyro-nuts": "ppl_uq.inference.pyro_nuts",
+}
+
+
+def backends() -> list[str]:
+    """The names ``fit`` accepts, sorted."""
+    return sorted(BACKENDS)
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module implementing backend ``name``; ``ValueError`` listing the valid names otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {backends()}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def default_options(name: str) -> dict[str, Any]:
+    """Every option backend ``name`` accepts, with its default."""
+    return dict(backend_module(name).DEFAULTS)
+
+
+def _check_rng_key(rng_key: Any) -> jax.Array:
+    if rng_key is None:
+        raise ValueError("rng_key is required: pass jax.random.key(seed) (keys are threaded explicitly)")
+    array = jax.numpy.asarray(rng_key) if not isinstance(rng_key, jax.Array) else rng_key
+    if jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+        return array
+    if array.shape == (2,) and array.dtype == np.uint32:
+        return array
+    raise ValueError(f"rng_key must be a JAX PRNG key (jax.random.key(0)), got {rng_key!r}")
+
+
+def prepare_data(model: Callable[..., Any], data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``data`` for ``model``: finite arrays of matching length, and for classifiers, labels
+    that are integers in [0, C). Returns ``(x, y)`` as NumPy arrays (y int32 for classifiers)."""
+    x, y = check_dataset(data)
+    num_classes = model_num_classes(model, x)
+    if num_classes is not None:
+        y = check_labels(y, num_classes)
+    elif not np.issubdtype(y.dtype, np.floating):
+        y = y.astype(np.float32)
+    return x, y
+
+
+def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Array, **options: Any) -> Posterior:
+    """Fit ``model`` to ``data`` with the named backend and return its Posterior.
+
+    Args:
+        backend: one of ``backends()``.
+        model: a model declaration ``model(ppl, x, y=None)``; bind hyper-parameters with
+            ``functools.partial(model, prior_scale=...)``.
+        data: a pair ``(x, y)`` (or an object with a ``.train`` pair, such as ``SpheresData``).
+        rng_key: a JAX PRNG key; the fit is deterministic given it.
+        **options: backend options (``default_options(backend)`` lists them); NumPyro's names where
+            one exists (``num_warmup``, ``num_samples``, ``num_chains``).
+    """
+    module = backend_module(backend)
+    resolved = resolve_options(backend, module.DEFAULTS, options)
+    module.check_options(resolved)
+    rng_key = _check_rng_key(rng_key)
+    x, y = prepare_data(model, data)
+    posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
+    if posterior._redraw_fn is None:
+        posterior._redraw_fn = lambda key: fit(backend, model, (x, y), rng_key=key, **options)
+    return posterior
+
+
+__all__ = ["BACKENDS", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]

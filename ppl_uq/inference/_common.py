@@ -1,0 +1,103 @@
+"""Pieces every NumPyro-based backend shares: binding the model, its potential in a flat unconstrained
+vector, mapping flat vectors back to constrained latent sites, and timing."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import init_to_median
+from numpyro.infer.util import constrain_fn, initialize_model
+
+from ..models.handles import numpyro_handle
+
+
+def numpyro_model(model: Callable[..., Any]) -> Callable[..., Any]:
+    """The model declaration bound to the NumPyro handle: an ordinary NumPyro model of ``(x, y)``."""
+    return numpyro_handle().bind(model)
+
+
+class FlatPotential(NamedTuple):
+    """A model's negative log joint as a function of one flat unconstrained vector.
+
+    ``init`` (P,) is the starting point, ``potential(z) -> scalar`` (jittable, data closed over),
+    ``unravel(z) -> dict`` gives unconstrained sites, ``constrain(z) -> dict`` constrained latent
+    sites (no deterministic sites), ``site_shapes`` the constrained shape of each latent site.
+    """
+
+    init: jax.Array
+    potential: Callable[[jax.Array], jax.Array]
+    unravel: Callable[[jax.Array], dict[str, jax.Array]]
+    constrain: Callable[[jax.Array], dict[str, jax.Array]]
+
+
+def flat_potential(
+    model: Callable[..., Any],
+    x: Any,
+    y: Any,
+    rng_key: jax.Array,
+    init_strategy: Callable[..., Any] = init_to_median(num_samples=15),
+) -> FlatPotential:
+    """Build the flat unconstrained potential of ``model`` on data ``(x, y)``."""
+    nmodel = numpyro_model(model)
+    model_info = initialize_model(rng_key, nmodel, model_args=(x, y), init_strategy=init_strategy)
+    init_flat, unravel = ravel_pytree(model_info.param_info.z)
+    potential_fn = model_info.potential_fn
+
+    def potential(z: jax.Array) -> jax.Array:
+        return potential_fn(unravel(z))
+
+    def constrain(z: jax.Array) -> dict[str, jax.Array]:
+        return constrain_fn(nmodel, (x, y), {}, unravel(z), return_deterministic=False)
+
+    return FlatPotential(init_flat, potential, unravel, constrain)
+
+
+def constrain_batch(flat: FlatPotential, z: jax.Array) -> dict[str, np.ndarray]:
+    """Map flat unconstrained vectors (S, P) to constrained draws shaped (1, S, ...)."""
+    draws = jax.jit(jax.vmap(flat.constrain))(z)
+    return {name: np.asarray(value)[None] for name, value in draws.items()}
+
+
+def model_num_classes(model: Callable[..., Any], x: Any) -> int | None:
+    """The number of classes C of a classifier (its ``logits`` site is (N, C)), or None for a model
+    without a ``logits`` site. Runs the model once, from the prior, on the first two rows of ``x``."""
+    from numpyro import handlers
+
+    nmodel = numpyro_model(model)
+    model_trace = handlers.trace(handlers.seed(nmodel, rng_seed=0)).get_trace(jnp.asarray(x[:2]))
+    if "logits" not in model_trace:
+        return None
+    return int(model_trace["logits"]["value"].shape[-1])
+
+
+@contextmanager
+def stopwatch(cost: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall-clock seconds of the ``with`` block to ``cost[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        cost[key] = cost.get(key, 0.0) + time.perf_counter() - start
+
+
+def block_until_ready(tree: Any) -> Any:
+    """Wait for every array in ``tree``; return it (for honest timings)."""
+    return jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, tree)
+
+
+def latent_site_names(model: Callable[..., Any], x: Any, y: Any) -> list[str]:
+    """Names of the model's latent (unobserved) sample sites, in model order."""
+    from numpyro import handlers
+
+    model_trace = handlers.trace(handlers.seed(numpyro_model(model), rng_seed=0)).get_trace(x, y)
+    return [
+        name
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]

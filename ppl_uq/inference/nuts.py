@@ -1,0 +1,97 @@
+"""``nuts``: NumPyro's No-U-Turn sampler on the model, with chains, keeping every diagnostic.
+
+Sample statistics per draw: ``diverging``, ``n_steps`` (leapfrog steps), ``tree_depth``
+(floor(log2(n_steps + 1))), ``step_size``, ``energy``, ``acceptance_rate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from numpyro.infer import MCMC, NUTS, init_to_median
+
+from ..posterior import Posterior
+from ._common import block_until_ready, latent_site_names, numpyro_model, stopwatch
+from ._options import check_choice, check_int, check_unit_interval
+
+DEFAULTS: dict[str, Any] = {
+    "num_warmup": 500,
+    "num_samples": 500,
+    "num_chains": 2,
+    "target_accept_prob": 0.8,
+    "max_tree_depth": 10,
+    "dense_mass": False,
+    "chain_method": "auto",
+}
+
+_EXTRA_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "adapt_state.step_size")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Validate NUTS options (counts, probabilities, chain method)."""
+    check_int(options, "num_warmup", minimum=0)
+    check_int(options, "num_samples", "num_chains", "max_tree_depth")
+    check_unit_interval(options, "target_accept_prob")
+    check_choice(options, "chain_method", ["auto", "parallel", "sequential", "vectorized"])
+    if not isinstance(options["dense_mass"], bool):
+        raise ValueError(f"option 'dense_mass' must be True or False, got {options['dense_mass']!r}")
+
+
+def resolve_chain_method(requested: str, num_chains: int) -> str:
+    """``auto`` runs chains in parallel when JAX has a device per chain, else sequentially."""
+    if requested != "auto":
+        return requested
+    return "parallel" if jax.local_device_count() >= num_chains else "sequential"
+
+
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
+    """Run NUTS and return its Posterior (draws (chain, draw, ...), diagnostics in ``sample_stats``)."""
+    kernel = NUTS(
+        numpyro_model(model),
+        target_accept_prob=options["target_accept_prob"],
+        max_tree_depth=options["max_tree_depth"],
+        dense_mass=options["dense_mass"],
+        init_strategy=init_to_median(num_samples=15),
+    )
+    chain_method = resolve_chain_method(options["chain_method"], options["num_chains"])
+    mcmc = MCMC(
+        kernel,
+        num_warmup=options["num_warmup"],
+        num_samples=options["num_samples"],
+        num_chains=options["num_chains"],
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    cost: dict[str, float] = {}
+    key_warmup, key_sample = jax.random.split(rng_key)
+    with stopwatch(cost, "fit_seconds"):
+        warmup_steps = 0
+        if options["num_warmup"] > 0:
+            with stopwatch(cost, "warmup_seconds"):
+                mcmc.warmup(key_warmup, x, y, extra_fields=("num_steps",), collect_warmup=True)
+                warmup_steps = int(np.sum(block_until_ready(mcmc.get_extra_fields()["num_steps"])))
+        with stopwatch(cost, "sample_seconds"):
+            mcmc.run(key_sample if options["num_warmup"] == 0 else mcmc.post_warmup_state.rng_key, x, y, extra_fields=_EXTRA_FIELDS)
+            samples = block_until_ready(mcmc.get_samples(group_by_chain=True))
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    n_steps = np.asarray(extra["num_steps"])
+    cost["grad_evals"] = float(warmup_steps + n_steps.sum())
+    names = latent_site_names(model, x, y)
+    return Posterior(
+        method="nuts",
+        model=model,
+        draws={name: samples[name] for name in names},
+        options={**options, "chain_method": chain_method},
+        sample_stats={
+            "diverging": np.asarray(extra["diverging"]),
+            "n_steps": n_steps,
+            "tree_depth": np.floor(np.log2(n_steps + 1)).astype(np.int32),
+            "step_size": np.asarray(extra["adapt_state.step_size"]),
+            "energy": np.asarray(extra["energy"]),
+            "acceptance_rate": np.asarray(extra["accept_prob"]),
+        },
+        cost=cost,
+        observed=(x, y),
+    )
