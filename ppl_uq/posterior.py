@@ -154,29 +154,30 @@ class Posterior:
     def diagnostics(self) -> dict[str, float]:
         """Convergence summary over all latent coordinates.
 
-        Returns ``rhat_max`` (NaN with one chain), ``ess_bulk_min``, ``ess_tail_min`` and
+        Returns ``rhat_max`` (NaN with one chain), ``ess_bulk_min``, ``ess_tail_min`` (NaN with fewer
+        than 4 draws per chain) and
         ``divergences`` (total count, 0 when the method has none).
         """
-        import arviz as az
-
+        divergences = int(np.sum(self.sample_stats.get("diverging", 0)))
+        if self.num_draws < 4:  # a point estimate or a handful of draws: no ESS / R-hat to speak of
+            nan = float("nan")
+            return {"ess_bulk_min": nan, "ess_tail_min": nan, "divergences": divergences, "rhat_max": nan}
+        az = import_arviz()
         idata = self.to_inference_data()
         ess_bulk = az.ess(idata, method="bulk")
         ess_tail = az.ess(idata, method="tail")
         out = {
             "ess_bulk_min": _min_over_dataset(ess_bulk),
             "ess_tail_min": _min_over_dataset(ess_tail),
-            "divergences": int(np.sum(self.sample_stats.get("diverging", 0))),
+            "divergences": divergences,
         }
-        out["rhat_max"] = (
-            _max_over_dataset(az.rhat(idata)) if self.num_chains > 1 and self.num_draws >= 4 else float("nan")
-        )
+        out["rhat_max"] = _max_over_dataset(az.rhat(idata)) if self.num_chains > 1 else float("nan")
         return out
 
     def to_inference_data(self) -> Any:
         """ArviZ InferenceData with groups ``posterior``, ``sample_stats`` (when the backend has any),
         ``observed_data`` (when fitted to data) and, for optimisers, ``loss_trace``."""
-        import arviz as az
-
+        az = import_arviz()
         observed = None if self.observed is None else {"y": np.asarray(self.observed[1])}
         idata = az.from_dict(
             posterior=self.draws,
@@ -185,18 +186,15 @@ class Posterior:
             attrs={"inference_method": self.method},
         )
         if self.loss_trace is not None:
+            import xarray
+
             trace = np.atleast_2d(self.loss_trace)
-            idata.add_groups(
-                loss_trace={"loss": trace[None]},
-                dims={"loss": ["member", "step"]},
-            )
+            idata.add_groups(loss_trace=xarray.Dataset({"loss": (("member", "step"), trace)}))
         return idata
 
     def summary(self, **kwargs: Any) -> Any:
         """``arviz.summary`` of the draws (a pandas DataFrame)."""
-        import arviz as az
-
-        return az.summary(self.to_inference_data(), **kwargs)
+        return import_arviz().summary(self.to_inference_data(), **kwargs)
 
     def __repr__(self) -> str:
         sites = ", ".join(f"{k}{tuple(v.shape[2:])}" for k, v in self.draws.items())
@@ -204,6 +202,17 @@ class Posterior:
             f"Posterior(method={self.method!r}, chains={self.num_chains}, draws={self.num_draws}, "
             f"sites=[{sites}])"
         )
+
+
+def import_arviz() -> Any:
+    """Import ArviZ without its once-a-day FutureWarning about the coming 1.0 refactor."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        import arviz
+
+    return arviz
 
 
 def _min_over_dataset(dataset: Any) -> float:

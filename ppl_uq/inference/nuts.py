@@ -1,5 +1,7 @@
 """``nuts``: NumPyro's No-U-Turn sampler on the model, with chains, keeping every diagnostic.
 
+One ``MCMC.run`` does warm-up and sampling (a single compilation, as raw NumPyro does), so the
+gradient-evaluation count in ``cost`` covers the sampling phase only (``grad_evals_sampling``).
 Sample statistics per draw: ``diverging``, ``n_steps`` (leapfrog steps), ``tree_depth``
 (floor(log2(n_steps + 1))), ``step_size``, ``energy``, ``acceptance_rate``.
 """
@@ -65,19 +67,12 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         progress_bar=False,
     )
     cost: dict[str, float] = {}
-    key_warmup, key_sample = jax.random.split(rng_key)
     with stopwatch(cost, "fit_seconds"):
-        warmup_steps = 0
-        if options["num_warmup"] > 0:
-            with stopwatch(cost, "warmup_seconds"):
-                mcmc.warmup(key_warmup, x, y, extra_fields=("num_steps",), collect_warmup=True)
-                warmup_steps = int(np.sum(block_until_ready(mcmc.get_extra_fields()["num_steps"])))
-        with stopwatch(cost, "sample_seconds"):
-            mcmc.run(key_sample if options["num_warmup"] == 0 else mcmc.post_warmup_state.rng_key, x, y, extra_fields=_EXTRA_FIELDS)
-            samples = block_until_ready(mcmc.get_samples(group_by_chain=True))
+        mcmc.run(rng_key, x, y, extra_fields=_EXTRA_FIELDS)
+        samples = block_until_ready(mcmc.get_samples(group_by_chain=True))
     extra = mcmc.get_extra_fields(group_by_chain=True)
     n_steps = np.asarray(extra["num_steps"])
-    cost["grad_evals"] = float(warmup_steps + n_steps.sum())
+    cost["grad_evals_sampling"] = float(n_steps.sum())
     names = latent_site_names(model, x, y)
     return Posterior(
         method="nuts",

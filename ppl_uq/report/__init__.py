@@ -1,0 +1,17 @@
+"""Layer 4 helpers: atomic writes, comparison tables and figures."""
+
+from .figures import plot_distributions
+from .io import atomic_savefig, atomic_write_json, atomic_write_text
+from .tables import RHAT_GATE, csv_table, format_value, markdown_table, mcmc_gate_flags
+
+__all__ = [
+    "RHAT_GATE",
+    "atomic_savefig",
+    "atomic_write_json",
+    "atomic_write_text",
+    "csv_table",
+    "format_value",
+    "markdown_table",
+    "mcmc_gate_flags",
+    "plot_distributions",
+]
