@@ -193,8 +193,16 @@ class Posterior:
         return idata
 
     def summary(self, **kwargs: Any) -> Any:
-        """``arviz.summary`` of the draws (a pandas DataFrame)."""
-        return import_arviz().summary(self.to_inference_data(), **kwargs)
+        """``arviz.summary`` of the draws (a pandas DataFrame). For a point estimate (fewer than 4 draws)
+        only the ``stats`` columns are meaningful: sd is NaN and no diagnostics are computed."""
+        import warnings
+
+        az = import_arviz()
+        if self.num_samples >= 4:
+            return az.summary(self.to_inference_data(), **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # sd of one draw: NaN, said above
+            return az.summary(self.to_inference_data(), **{"kind": "stats", **kwargs})
 
     def __repr__(self) -> str:
         sites = ", ".join(f"{k}{tuple(v.shape[2:])}" for k, v in self.draws.items())

@@ -11,6 +11,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from ppl_uq.experiments import enable_compilation_cache  # noqa: E402
+
+# Refits with the same shapes (determinism checks, redraws) load compiled programs instead of compiling.
+enable_compilation_cache(os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
+
 
 @pytest.fixture(scope="session")
 def tiny_spheres():

@@ -54,11 +54,14 @@ def test_normal_mean_matches_the_exact_posterior(regression_data):
     assert "logits" in posterior.info["slice_mode_reason"]
 
 
-def test_linear_regression_matches_the_exact_posterior(regression_data):
-    x, y = regression_data
-    posterior = ppl_uq.fit("slice", models.linear_regression, (x, y), rng_key=jax.random.key(1), **FAST)
-    mean, cov = models.linear_regression_exact_posterior(x, y)
-    _assert_matches_truth(posterior.draws["w"], mean, np.sqrt(np.diag(cov)))
+@pytest.fixture(scope="module")
+def regression_fit(regression_data):
+    return ppl_uq.fit("slice", models.linear_regression, regression_data, rng_key=jax.random.key(1), **FAST)
+
+
+def test_linear_regression_matches_the_exact_posterior(regression_data, regression_fit):
+    mean, cov = models.linear_regression_exact_posterior(*regression_data)
+    _assert_matches_truth(regression_fit.draws["w"], mean, np.sqrt(np.diag(cov)))
 
 
 def _precision_model(ppl, x, y=None, *, shape=2.0, rate=1.0):
@@ -79,27 +82,33 @@ def test_skewed_gamma_posterior_matches_its_closed_form():
     _assert_matches_truth(posterior.draws["tau"][..., None], [shape / rate], [np.sqrt(shape) / rate])
 
 
-def test_linear_predictor_mode_on_squared_logistic_agrees_with_nuts(tiny_spheres):
+@pytest.fixture(scope="module")
+def spheres_fit(tiny_spheres):
     data, model = tiny_spheres
-    nuts = ppl_uq.fit("nuts", model, data.train, rng_key=jax.random.key(3), num_warmup=300, num_samples=500)
-    ours = ppl_uq.fit("slice", model, data.train, rng_key=jax.random.key(4), num_warmup=200, num_samples=500)
+    return ppl_uq.fit("slice", model, data.train, rng_key=jax.random.key(4), num_warmup=150, num_samples=400)
+
+
+def test_linear_predictor_mode_on_squared_logistic_agrees_with_nuts(tiny_spheres, spheres_fit):
+    data, model = tiny_spheres
+    nuts = ppl_uq.fit("nuts", model, data.train, rng_key=jax.random.key(3), num_warmup=200, num_samples=300)
+    ours = spheres_fit
     assert ours.info["slice_mode"] == "linear-predictor", ours.info["slice_mode_reason"]
     _assert_agree(_flat_draws(ours), _flat_draws(nuts))
     assert ours.diagnostics()["rhat_max"] < 1.05
     stats = ours.sample_stats
     assert set(slice_backend.COUNTERS) <= set(stats)
-    assert all(v.shape == (2, 500) for v in stats.values())
+    assert all(v.shape == (2, 400) for v in stats.values())
     assert stats["n_shrink_exhausted"].sum() == 0
     assert ours.cost["grad_evals"] == 0
     assert ours.cost["logdensity_evals"] == ours.cost["logdensity_evals_warmup"] + stats["n_evals"].sum()
     assert 0 < stats["n_overrelaxed"].mean() < ours.info["num_directions"]
 
 
-def test_generic_mode_gives_the_same_posterior_as_the_linear_predictor(tiny_spheres):
+def test_generic_mode_gives_the_same_posterior_as_the_linear_predictor(tiny_spheres, spheres_fit):
     data, model = tiny_spheres
-    options = {"num_warmup": 150, "num_samples": 500}
-    fast = ppl_uq.fit("slice", model, data.train, rng_key=jax.random.key(5), **options)
-    generic = ppl_uq.fit("slice", model, data.train, rng_key=jax.random.key(6), linear_predictor=False, **options)
+    fast = spheres_fit
+    options = {"num_warmup": 150, "num_samples": 400, "linear_predictor": False}
+    generic = ppl_uq.fit("slice", model, data.train, rng_key=jax.random.key(6), **options)
     assert fast.info["slice_mode"] == "linear-predictor"
     assert generic.info["slice_mode"] == "generic"
     assert "linear_predictor=False" in generic.info["slice_mode_reason"]
@@ -163,10 +172,8 @@ def test_bad_options_are_clear_errors(regression_data, options, words):
         ppl_uq.fit("slice", models.linear_regression, regression_data, rng_key=jax.random.key(0), **options)
 
 
-def test_fixed_key_is_deterministic(regression_data):
-    options = {"num_warmup": 30, "num_samples": 20}
-    fit = functools.partial(ppl_uq.fit, "slice", models.linear_regression, regression_data, **options)
-    a, b = fit(rng_key=jax.random.key(8)), fit(rng_key=jax.random.key(8))
-    np.testing.assert_array_equal(a.draws["w"], b.draws["w"])
-    np.testing.assert_array_equal(a.sample_stats["n_evals"], b.sample_stats["n_evals"])
-    assert not np.array_equal(a.draws["w"][0], a.draws["w"][1])  # the chains get their own keys
+def test_fixed_key_is_deterministic(regression_data, regression_fit):
+    again = ppl_uq.fit("slice", models.linear_regression, regression_data, rng_key=jax.random.key(1), **FAST)
+    np.testing.assert_array_equal(again.draws["w"], regression_fit.draws["w"])
+    np.testing.assert_array_equal(again.sample_stats["n_evals"], regression_fit.sample_stats["n_evals"])
+    assert not np.array_equal(again.draws["w"][0], again.draws["w"][1])  # the chains get their own keys

@@ -326,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.attack_step_size <= 0:
         raise SystemExit("--attack-step-size must be > 0")
     rows = select_rows(args.backends, args.profile)
+    from ppl_uq.experiments import enable_compilation_cache
+
+    enable_compilation_cache()
     run(args.profile, rows, args.seed, args.out, attack_step_size=args.attack_step_size,
         profile=TINY if args.tiny else None, fresh=args.fresh)
     return 0

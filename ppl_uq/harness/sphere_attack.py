@@ -17,6 +17,11 @@ Objectives, all from the per-draw log-odds of the target ``m_s = log p_s(t) - lo
   then the exact ``log p_hat(t) = logsumexp_s log p_s(t) - log S``, with ``log p_s(t) = log sigmoid(m_s)``
   (exact gradients even where p_s(t) rounds to 1).
 
+The step uses only the gradient's direction, and for the ensemble objectives that direction is computed
+from coefficients normalised in log space (see ``_point_objective``): where every draw that matters is
+confidently wrong, the gradient's size underflows in float32 (autodiff returns zeros and the attack would
+stall) while its direction is still well defined.
+
 Because only class differences enter, ``log_prob_fn`` may equally return unnormalised logits (S, N, C):
 ``Posterior.logits`` gives the same attack as ``Posterior.log_prob_fn()`` without the per-step
 log-softmax (about 2-3x faster on CPU for two classes). Reported probabilities are normalised with a
@@ -115,11 +120,18 @@ def target_log_odds(scores: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def _point_objective(log_prob_fn: LogProbFn, margin: bool):
-    """Return ``f(x (D,), target, use_jensen) -> (surrogate, value)``.
+    """Return ``f(x (D,), target, use_jensen) -> (ascent, value)`` for one point.
 
-    ``surrogate`` is what the step ascends; ``value`` is the exact objective that ranks points and drives
-    early stopping: log p_hat(target) = logsumexp_s log sigmoid(log-odds_s) - log S, or the logit margin
-    (the log-odds of the single model) when ``margin``.
+    ``value`` is the exact objective that ranks points and drives early stopping: log p_hat(target) =
+    logsumexp_s log sigmoid(m_s) - log S, or the logit margin m (S = 1) when ``margin``.
+
+    ``ascent`` is a surrogate whose gradient points along the gradient of the phase's objective; only that
+    direction is used (the step is normalised). Both ensemble objectives have gradients
+    ``sum_s c_s grad m_s`` with ``c_s > 0``: ``c_s = sigmoid(-m_s) / S`` for the Jensen bound and
+    ``c_s = share_s * sigmoid(-m_s)`` for the exact objective, ``share_s = p_s(t) / sum_r p_r(t)``. Where
+    every draw that matters is confidently wrong (m_s >~ 90), all c_s underflow in float32 and autodiff
+    returns a zero gradient (the attack would stall); here the c_s are normalised in log space first,
+    ``ascent = sum_s softmax(log c)_s * m_s`` with ``c`` held fixed, so the direction is exact.
     """
 
     def objective(x: jax.Array, target: jax.Array, use_jensen: jax.Array):
@@ -128,7 +140,10 @@ def _point_objective(log_prob_fn: LogProbFn, margin: bool):
             return log_odds[0], log_odds[0]
         log_p_target = jax.nn.log_sigmoid(log_odds)  # (S,) log p_s(t), saturation-free
         exact = jax.nn.logsumexp(log_p_target) - math.log(log_odds.shape[0])
-        return jnp.where(use_jensen, jnp.mean(log_p_target), exact), exact
+        log_p, m = jax.lax.stop_gradient(log_p_target), jax.lax.stop_gradient(log_odds)
+        # log sigmoid(-m) = log sigmoid(m) - m; log share = log p - logsumexp(log p) (a constant dropped).
+        log_coef = jnp.where(use_jensen, log_p - m, 2.0 * log_p - m)
+        return jnp.sum(jax.nn.softmax(log_coef) * log_odds), exact
 
     return objective
 

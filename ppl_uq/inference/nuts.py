@@ -66,6 +66,14 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         chain_method=chain_method,
         progress_bar=False,
     )
+    names = latent_site_names(model, x, y)
+    return _sample(mcmc, rng_key, model, x, y, names, {**options, "chain_method": chain_method})
+
+
+def _sample(mcmc: MCMC, rng_key: jax.Array, model: Callable[..., Any], x: np.ndarray, y: np.ndarray,
+            names: list[str], options: dict[str, Any]) -> Posterior:
+    """Run ``mcmc`` from a fresh start with ``rng_key``. The Posterior's redraw runs the same MCMC object
+    again with a new key: an independent chain that reuses NumPyro's compiled sampler."""
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):
         mcmc.run(rng_key, x, y, extra_fields=_EXTRA_FIELDS)
@@ -73,12 +81,11 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     extra = mcmc.get_extra_fields(group_by_chain=True)
     n_steps = np.asarray(extra["num_steps"])
     cost["grad_evals_sampling"] = float(n_steps.sum())
-    names = latent_site_names(model, x, y)
     return Posterior(
         method="nuts",
         model=model,
-        draws={name: samples[name] for name in names},
-        options={**options, "chain_method": chain_method},
+        draws={name: np.asarray(samples[name]) for name in names},
+        options=options,
         sample_stats={
             "diverging": np.asarray(extra["diverging"]),
             "n_steps": n_steps,
@@ -89,4 +96,5 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         },
         cost=cost,
         observed=(x, y),
+        redraw_fn=lambda key: _sample(mcmc, key, model, x, y, names, options),
     )
