@@ -24,7 +24,7 @@ stall) while its direction is still well defined.
 
 Because only class differences enter, ``log_prob_fn`` may equally return unnormalised logits (S, N, C):
 ``Posterior.logits`` gives the same attack as ``Posterior.log_prob_fn()`` without the per-step
-log-softmax (about 2-3x faster on CPU for two classes). Reported probabilities are normalised with a
+log-softmax (1.2x faster at full size in benchmarks/sphere_attack_vs_torch.py). Reported probabilities are normalised with a
 log-softmax, a no-op on log-probabilities.
 
 The best point is kept by the exact objective (the margin for a single model, which orders points as

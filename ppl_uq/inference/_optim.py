@@ -189,6 +189,19 @@ def compile_and_run(cost: dict[str, float], fn: Callable[..., Any], *args: Any) 
         return block_until_ready(compiled(*args))
 
 
+def find_map(cost: dict[str, float], potential: Callable[[jax.Array], jax.Array], init: jax.Array,
+             options: dict[str, Any]) -> OptimResult:
+    """One L-BFGS fit of ``potential`` from ``init`` with the ``max_iter``/``tol``/``memory_size``
+    options (the MAP of ``map`` and ``laplace``); compile and run times go into ``cost``."""
+    return compile_and_run(
+        cost,
+        lambda z0: lbfgs_minimize(
+            potential, z0, max_iter=options["max_iter"], tol=options["tol"], memory_size=options["memory_size"]
+        ),
+        init,
+    )
+
+
 def trimmed_trace(result: OptimResult) -> np.ndarray:
     """The loss trace cut after the longest run: (steps,) for one fit, (members, steps) for many,
     with ``steps = max(num_iter) + 1`` (entry 0 is the starting loss)."""

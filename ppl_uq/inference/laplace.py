@@ -26,9 +26,8 @@ from ._optim import (
     OPTIMISER_DEFAULTS,
     OptimResult,
     check_optimiser_options,
-    compile_and_run,
     convergence_info,
-    lbfgs_minimize,
+    find_map,
     trimmed_trace,
 )
 from ._options import check_int
@@ -98,14 +97,7 @@ def fit_gaussian(
     """
     cost = {} if cost is None else cost
     flat = flat_potential(model, x, y, rng_key)
-    result = compile_and_run(
-        cost,
-        lambda z0: lbfgs_minimize(
-            flat.potential, z0, max_iter=options["max_iter"], tol=options["tol"],
-            memory_size=options["memory_size"],
-        ),
-        flat.init,
-    )
+    result = find_map(cost, flat.potential, flat.init, options)
     with stopwatch(cost, "hessian_seconds"):
         hessian = jax.jit(jax.hessian(flat.potential))(result.params)
         gaussian = laplace_gaussian(hessian, result.params, options["jitter"])

@@ -17,9 +17,8 @@ from ._common import constrain_batch, flat_potential, stopwatch
 from ._optim import (
     OPTIMISER_DEFAULTS,
     check_optimiser_options,
-    compile_and_run,
     convergence_info,
-    lbfgs_minimize,
+    find_map,
     trimmed_trace,
 )
 
@@ -36,14 +35,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):
         flat = flat_potential(model, x, y, rng_key)
-        result = compile_and_run(
-            cost,
-            lambda z0: lbfgs_minimize(
-                flat.potential, z0, max_iter=options["max_iter"], tol=options["tol"],
-                memory_size=options["memory_size"],
-            ),
-            flat.init,
-        )
+        result = find_map(cost, flat.potential, flat.init, options)
         draws = constrain_batch(flat, result.params[None])
     info = convergence_info(result, "map")
     cost["grad_evals"] = float(info["grad_evals"])

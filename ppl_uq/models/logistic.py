@@ -88,10 +88,16 @@ def nonzero_mean_logistic(
     """Non-zero-mean hierarchical prior that lets the weights share one value ("exploiting symmetry";
     a reconstruction): ``mu ~ N(0, mean_scale^2)``, ``w_i ~ N(mu, weight_scale^2)``,
     ``b ~ N(0, bias_scale^2)``.
+
+    Written non-centred, ``w = mu + weight_scale * z`` with ``z ~ N(0, I)`` (``w`` is a deterministic
+    site): the same prior, but samplers mix. In the centred form ``mu`` is pinned by the D weights
+    (conditional sd weight_scale / sqrt(D)) while its posterior spans several units, and NUTS reached
+    R-hat 1.3-2.0 on the quick spheres run (D = 100, 200 + 100 draws, 2 chains).
     """
     phi = squared_features(ppl, x, feature_loc, feature_scale)
     dim = phi.shape[-1]
     mu = ppl.sample("mu", ppl.dist.Normal(0.0, mean_scale))
-    w = ppl.sample("w", ppl.dist.Normal(mu, weight_scale).expand([dim]).to_event(1))
+    z = ppl.sample("z", ppl.dist.Normal(0.0, 1.0).expand([dim]).to_event(1))
     b = ppl.sample("b", ppl.dist.Normal(0.0, bias_scale))
+    w = ppl.deterministic("w", mu + weight_scale * z)
     return binary_logits(ppl, phi @ w + b, y)

@@ -2,13 +2,14 @@
 
 from .figures import plot_distributions
 from .io import atomic_savefig, atomic_write_json, atomic_write_text
-from .tables import RHAT_GATE, csv_table, format_value, markdown_table, mcmc_gate_flags
+from .tables import RHAT_GATE, convergence_flags, csv_table, format_value, markdown_table, mcmc_gate_flags
 
 __all__ = [
     "RHAT_GATE",
     "atomic_savefig",
     "atomic_write_json",
     "atomic_write_text",
+    "convergence_flags",
     "csv_table",
     "format_value",
     "markdown_table",

@@ -23,6 +23,18 @@ def mcmc_gate_flags(diagnostics: Mapping[str, Any]) -> list[str]:
     return flags
 
 
+def convergence_flags(info: Mapping[str, Any]) -> list[str]:
+    """Return the failed optimiser gates recorded in a Posterior's ``info`` (empty when it passes):
+    L-BFGS fits that stopped before the gradient tolerance, an SVI loss still falling at the end."""
+    flags = []
+    if info.get("all_converged") is False:
+        flags.append(f"{info['num_members'] - info['num_converged']} of {info['num_members']} L-BFGS fits not converged")
+    elif "all_converged" not in info and info.get("converged") is False:
+        drift = info.get("loss_drift")
+        flags.append("loss still falling at the end" + (f" (drift {drift:.3g})" if isinstance(drift, float) else ""))
+    return flags
+
+
 def format_value(value: Any, digits: int = 3) -> str:
     """Numbers to ``digits`` decimals; None / NaN as an em dash; everything else via str()."""
     if value is None:
