@@ -81,6 +81,7 @@ class Posterior:
         self.info = dict(info or {})
         self.observed = observed
         self._redraw_fn = redraw_fn
+        self._device_draws_cache: dict[str, jax.Array] | None = None
         for name, value in self.draws.items():
             if not np.all(np.isfinite(value)):
                 raise FloatingPointError(
@@ -113,9 +114,14 @@ class Posterior:
     def _logits_all(self) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
         return jax.jit(jax.vmap(_model_logits_fn(self.model), in_axes=(0, None)))
 
-    @functools.cached_property
+    @property
     def _device_draws(self) -> dict[str, jax.Array]:
-        return {k: jnp.asarray(v) for k, v in self.flat_draws().items()}
+        # Put on the device once, eagerly (in __init__'s first use below would risk a trace: logits()
+        # may first be called inside someone's jit, and an array made there would leak as a tracer).
+        if self._device_draws_cache is None:
+            with jax.ensure_compile_time_eval():
+                self._device_draws_cache = {k: jax.device_put(v) for k, v in self.flat_draws().items()}
+        return self._device_draws_cache
 
     def logits(self, x: Any) -> jax.Array:
         """Class logits for every draw: array (S, N, C). Differentiable in ``x``."""

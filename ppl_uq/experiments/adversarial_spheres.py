@@ -244,7 +244,9 @@ def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any])
         f"{meta['num_val']} validation points, {meta['num_attack']} attacked points, seed {meta['seed']}. "
         f"Attack: projected normalised-gradient ascent on the starting sphere, step {meta['attack_step_size']}, "
         f"Jensen bound for {meta['attack_jensen_steps']} steps then the exact log p̂(wrong), at most "
-        f"{meta['attack_max_steps']} steps, early stop after 10 steps without improvement.",
+        f"{meta['attack_max_steps']} steps, early stop after 10 steps without improvement "
+        "(the paper's step 0.01 belongs to an update rule lost from its text; with our normalised steps, 0.01 "
+        "needed ~8,700 steps to converge on the MAP at D = 500 and 0.05 ~1,900, to the same optimum).",
         "",
         "avg. conf. = mean over validation points of p̂(predicted class); adv. err. = mean p̂(wrong | x*) at the "
         "attacked points; resampled err. = the same x* scored by an independent second posterior of the same "
@@ -273,7 +275,7 @@ def _fingerprint(row: Row, profile: Profile, seed: int, step_size: float) -> str
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def run(profile_name: str, rows: Sequence[Row], seed: int, out: Path, *, attack_step_size: float = 0.01,
+def run(profile_name: str, rows: Sequence[Row], seed: int, out: Path, *, attack_step_size: float = 0.05,
         profile: Profile | None = None, fresh: bool = False) -> list[dict[str, Any]]:
     """Run the table for ``rows`` and write the report to ``out``; return the records."""
     import jax
@@ -317,7 +319,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"rows or backends to run (default: all). Rows: {', '.join(row_keys())}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/spheres"))
-    parser.add_argument("--attack-step-size", type=float, default=0.01)
+    parser.add_argument("--attack-step-size", type=float, default=0.05,
+                        help="length of each normalised attack step (the paper: 0.01 with its own, lost, update rule)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached rows from earlier runs")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # test-only smallest run
     return parser.parse_args(argv)
