@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="D=100, N=300, 300+300 draws")
     parser.add_argument("--skip-pyro", action="store_true")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of raw and ours (fastest kept)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/nuts_overhead.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "nuts_overhead.json")
     args = parser.parse_args()
     dim, num_train, num_warmup, num_samples = (100, 300, 300, 300) if args.quick else (500, 1000, 500, 500)
     data = make_spheres(jax.random.key(0), dim=dim, num_train=num_train, num_val=10)

@@ -18,6 +18,7 @@ import numpyro
 numpyro.set_host_device_count(2)  # before JAX starts: one CPU device per chain
 
 import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -89,7 +90,7 @@ def compare(ours: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="D=100, N=300, fewer draws")
-    parser.add_argument("--out", default="benchmarks/results/slice_vs_nuts.json", help="JSON results path")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "slice_vs_nuts.json"), help="JSON results path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slice-warmup", type=int, default=None)
     parser.add_argument("--slice-samples", type=int, default=None)

@@ -154,7 +154,7 @@ def naive_log_p_wrong(ensemble, loc, scale, x, target) -> np.ndarray:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    parser.add_argument("--out", default="benchmarks/results/sphere_attack_vs_torch.json")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sphere_attack_vs_torch.json"))
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side, alternating")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
