@@ -19,7 +19,8 @@ from ppl_uq.report import (
 def test_mcmc_gates():
     assert mcmc_gate_flags({"rhat_max": 1.005, "divergences": 0}) == []
     assert mcmc_gate_flags({"rhat_max": 1.02, "divergences": 0}) == ["R-hat 1.020 > 1.01"]
-    assert mcmc_gate_flags({"rhat_max": float("nan"), "divergences": 3}) == ["3 divergences"]
+    assert mcmc_gate_flags({"rhat_max": 1.0, "divergences": 3}) == ["3 divergences"]
+    assert mcmc_gate_flags({"rhat_max": float("nan"), "divergences": 0}) == ["R-hat not computed (one chain)"]
 
 
 def test_convergence_gates():

@@ -12,10 +12,13 @@ RHAT_GATE = 1.01
 
 
 def mcmc_gate_flags(diagnostics: Mapping[str, Any]) -> list[str]:
-    """Return the failed gates of an MCMC result (empty when it passes): R-hat > 1.01, divergences > 0."""
+    """Return the failed gates of an MCMC result (empty when it passes): R-hat > 1.01, divergences > 0,
+    and R-hat that could not be computed (a single chain), which cannot pass the gate either."""
     flags = []
     rhat = diagnostics.get("rhat_max")
-    if rhat is not None and isinstance(rhat, float) and math.isfinite(rhat) and rhat > RHAT_GATE:
+    if rhat is None or not math.isfinite(rhat):
+        flags.append("R-hat not computed (one chain)")
+    elif rhat > RHAT_GATE:
         flags.append(f"R-hat {rhat:.3f} > {RHAT_GATE}")
     divergences = diagnostics.get("divergences") or 0
     if divergences > 0:
