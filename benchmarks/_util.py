@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,9 @@ import numpy as np
 
 def bulk_ess(draws: dict[str, np.ndarray]) -> np.ndarray:
     """Bulk ESS of every scalar coordinate of ``draws`` (site -> (chain, draw, ...)), flattened."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz as az
+    from ppl_uq.posterior import import_arviz
 
+    az = import_arviz()
     dataset = az.ess(az.from_dict(posterior=draws), method="bulk")
     return np.concatenate([np.ravel(np.asarray(v)) for v in dataset.data_vars.values()])
 

@@ -36,8 +36,8 @@ def check_dataset(data: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y must be one-dimensional (N,), got shape {y.shape}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y disagree on N: x has {x.shape[0]} rows, y has {y.shape[0]}")
-    if np.issubdtype(x.dtype, np.floating) and x.dtype != np.float32:
-        x = x.astype(np.float32) if x.dtype != np.float64 else x
+    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize < 4:  # float16 -> float32; float64 kept
+        x = x.astype(np.float32)
     return x, y
 
 

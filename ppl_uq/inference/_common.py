@@ -86,11 +86,6 @@ def stopwatch(cost: dict[str, float], key: str) -> Iterator[None]:
         cost[key] = cost.get(key, 0.0) + time.perf_counter() - start
 
 
-def block_until_ready(tree: Any) -> Any:
-    """Wait for every array in ``tree``; return it (for honest timings)."""
-    return jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, tree)
-
-
 def latent_site_names(model: Callable[..., Any], x: Any, y: Any) -> list[str]:
     """Names of the model's latent (unobserved) sample sites, in model order."""
     from numpyro import handlers

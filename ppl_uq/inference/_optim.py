@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._common import block_until_ready, stopwatch
+from ._common import stopwatch
 from ._options import check_int, check_positive
 
 #: Steps of the zoom line search per iteration (optax's default for ``lbfgs``).
@@ -186,7 +186,7 @@ def compile_and_run(cost: dict[str, float], fn: Callable[..., Any], *args: Any) 
     with stopwatch(cost, "compile_seconds"):
         compiled = jax.jit(fn).lower(*args).compile()
     with stopwatch(cost, "run_seconds"):
-        return block_until_ready(compiled(*args))
+        return jax.block_until_ready(compiled(*args))
 
 
 def find_map(cost: dict[str, float], potential: Callable[[jax.Array], jax.Array], init: jax.Array,
@@ -235,6 +235,25 @@ def convergence_info(result: OptimResult, method: str, *, stacklevel: int = 3) -
             stacklevel=stacklevel,
         )
     return info
+
+
+def ensemble_posterior(method: str, model: Callable[..., Any], draws: dict[str, np.ndarray], options: dict[str, Any],
+                       result: OptimResult, cost: dict[str, float], info: dict[str, Any], x: Any, y: Any) -> Any:
+    """The Posterior of an ensemble of L-BFGS fits (``bootstrap``, ``deep-ensemble``): draws (1, M, ...),
+    per-member ``sample_stats`` and loss traces (M, steps)."""
+    from ..posterior import Posterior
+
+    return Posterior(
+        method=method,
+        model=model,
+        draws=draws,
+        options=options,
+        sample_stats=member_stats(result),
+        loss_trace=trimmed_trace(result),
+        cost=cost,
+        info=info,
+        observed=(x, y),
+    )
 
 
 def member_stats(result: OptimResult) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ from numpyro.infer import SVI
 from numpyro.infer.elbo import ELBO
 
 from ..posterior import Posterior
-from ._common import block_until_ready, latent_site_names, numpyro_model, stopwatch
+from ._common import latent_site_names, numpyro_model, stopwatch
 from ._guides import GUIDES, make_guide
 from ._options import check_choice, check_int, check_positive
 
@@ -162,7 +162,7 @@ def optimize(
         state = svi.init(rng_key, x, y)
         compiled = jax.jit(_compiled_loop(svi, num_steps, divergence_ratio)).lower(state, x, y).compile()
     with stopwatch(cost, "optimize_seconds"):
-        steps, state, losses, diverged = block_until_ready(compiled(state, x, y))
+        steps, state, losses, diverged = jax.block_until_ready(compiled(state, x, y))
     steps, losses = int(steps), np.asarray(losses)
     if bool(diverged):
         raise InferenceDivergenceError(
@@ -211,7 +211,7 @@ def fit_variational(
         sample_q = jax.jit(lambda key: guide.sample_posterior(key, params, x, y, sample_shape=(options["num_samples"],)))
 
         def draws_from_q(key: jax.Array) -> dict[str, np.ndarray]:
-            samples = block_until_ready(sample_q(key))
+            samples = jax.block_until_ready(sample_q(key))
             return {name: np.asarray(samples[name])[None] for name in names}
 
         with stopwatch(cost, "sample_seconds"):

@@ -29,10 +29,9 @@ from ._optim import (
     check_optimiser_options,
     compile_and_run,
     convergence_info,
+    ensemble_posterior,
     fit_members,
     lbfgs_minimize,
-    member_stats,
-    trimmed_trace,
 )
 from ._options import check_int
 
@@ -131,15 +130,5 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         draws = constrain_batch(flat, result.params)
     members = convergence_info(result, "bootstrap")
     cost["grad_evals"] = float(members["grad_evals"] + full_data_evals)
-    return Posterior(
-        method="bootstrap",
-        model=model,
-        draws=draws,
-        options=options,
-        sample_stats=member_stats(result),
-        loss_trace=trimmed_trace(result),
-        cost=cost,
-        info={**info, **members},
-        observed=(x, y),
-    )
+    return ensemble_posterior("bootstrap", model, draws, options, result, cost, {**info, **members}, x, y)
 

@@ -25,9 +25,8 @@ from ._optim import (
     check_optimiser_options,
     compile_and_run,
     convergence_info,
+    ensemble_posterior,
     fit_members,
-    member_stats,
-    trimmed_trace,
 )
 from ._options import check_choice, check_int, check_positive
 
@@ -86,14 +85,4 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     final_losses = np.asarray(result.loss_trace[:, -1])
     info.update(final_loss_min=float(final_losses.min()), final_loss_max=float(final_losses.max()))
     cost["grad_evals"] = float(info["grad_evals"])
-    return Posterior(
-        method="deep-ensemble",
-        model=model,
-        draws=draws,
-        options=options,
-        sample_stats=member_stats(result),
-        loss_trace=trimmed_trace(result),
-        cost=cost,
-        info=info,
-        observed=(x, y),
-    )
+    return ensemble_posterior("deep-ensemble", model, draws, options, result, cost, info, x, y)

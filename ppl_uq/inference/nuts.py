@@ -15,7 +15,7 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 from ..posterior import Posterior
-from ._common import block_until_ready, latent_site_names, numpyro_model, stopwatch
+from ._common import latent_site_names, numpyro_model, stopwatch
 from ._options import check_choice, check_int, check_unit_interval
 
 DEFAULTS: dict[str, Any] = {
@@ -77,7 +77,7 @@ def _sample(mcmc: MCMC, rng_key: jax.Array, model: Callable[..., Any], x: np.nda
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):
         mcmc.run(rng_key, x, y, extra_fields=_EXTRA_FIELDS)
-        samples = block_until_ready(mcmc.get_samples(group_by_chain=True))
+        samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     extra = mcmc.get_extra_fields(group_by_chain=True)
     n_steps = np.asarray(extra["num_steps"])
     cost["grad_evals_sampling"] = float(n_steps.sum())

@@ -34,7 +34,7 @@ from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
 from jax.flatten_util import ravel_pytree
 
 from ..posterior import Posterior
-from ._common import block_until_ready, flat_potential, latent_site_names, numpyro_model, stopwatch
+from ._common import flat_potential, latent_site_names, numpyro_model, stopwatch
 from ._options import check_choice, check_int, check_positive
 from .nuts import resolve_chain_method
 from .slice_kernel import COUNTERS, LinearPredictor, SliceKernel, SliceTarget
@@ -230,7 +230,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         )
         init_params = inits if options["num_chains"] > 1 else inits[0]
         mcmc.run(key_run, x, y, init_params=init_params, extra_fields=_FIELDS)
-        samples = block_until_ready(mcmc.get_samples(group_by_chain=True))
+        samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     extra = mcmc.get_extra_fields(group_by_chain=True)
     total = float(np.sum(np.asarray(mcmc.last_state.total_evals)))
     cost["grad_evals"] = 0.0
