@@ -139,9 +139,34 @@ class Posterior:
 
         Use this inside other jitted or vmapped code (the attacks).
         """
+        return self._log_prob_fn
+
+    @functools.cached_property
+    def _log_prob_fn(self) -> Callable[[jax.Array], jax.Array]:
+        # One function object per posterior, so the harness's compiled attacks (cached on the callable's
+        # identity) are reused across calls.
         draws = self._device_draws
         logits_all = self._logits_all
         return lambda x: jax.nn.log_softmax(logits_all(draws, x), axis=-1)
+
+    def draw_log_prob_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """Return the pure function ``(indices (k,), x) -> (k, N, C)`` log-probabilities of the chosen draws.
+
+        Only the k chosen draws are evaluated: the attacks' expectation over transformation (EOT) picks
+        fresh draws at each step with it.
+        """
+        return self._draw_log_prob_fn
+
+    @functools.cached_property
+    def _draw_log_prob_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        draws = self._device_draws
+        logits_one = jax.vmap(_model_logits_fn(self.model), in_axes=(0, None))
+
+        def log_probs_of_draws(indices: jax.Array, x: jax.Array) -> jax.Array:
+            chosen = {name: value[indices] for name, value in draws.items()}
+            return jax.nn.log_softmax(logits_one(chosen, x), axis=-1)
+
+        return log_probs_of_draws
 
     # -- resampling ---------------------------------------------------------------------------
     def redraw(self, rng_key: jax.Array) -> "Posterior":

@@ -18,6 +18,7 @@ import numpy as np
 from ..data.validate import check_dataset, check_labels
 from ..posterior import Posterior
 from ._common import model_num_classes
+from ._optim import ConvergenceWarning
 from ._options import resolve_options
 
 BACKENDS: dict[str, str] = {
@@ -96,4 +97,4 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
     return posterior
 
 
-__all__ = ["BACKENDS", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]
+__all__ = ["BACKENDS", "ConvergenceWarning", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]

@@ -1,0 +1,255 @@
+"""First-order attacks with a norm budget: FGSM and PGD in L-infinity and L2, plus the sphere attack.
+
+PGD (Madry et al.) ascends the attack objective (``objectives.py``) from a random start in the
+eps-ball, with a step of ``step_size`` along sign(g) (L-infinity) or g / ||g|| (L2), projecting after
+every step onto the eps-ball around the clean input and then onto the box ``bounds``. Clipping into the
+box never increases |x' - x| per coordinate (the clean input is inside the box), so both constraints
+hold together. FGSM is one step of size eps from the clean input, without a random start.
+
+Expectation over transformation (EOT): with ``n_grad_samples = k`` every step draws k fresh posterior
+draws (uniformly, with replacement, from the S draws) and follows the gradient of the objective on
+those; ``None`` uses all S draws at every step (the full, deterministic objective). The decision that
+judges success always averages all S_eval = S draws.
+
+PGD returns, per point, the iterate with the highest objective value seen (on the draws used at that
+step); with EOT that value is a k-draw estimate. ``loss_trace[t]`` is the mean over points of the
+objective at iterate t (t = 0 is the start).
+
+Points go through in batches of ``batch_size``; each batch is one jit-compiled ``lax.scan`` whose
+compiled form is cached on the model function and the static settings, so an eps sweep compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..predictive import batches, pad_rows
+from ..sphere_attack import sphere_attack
+from ._common import (
+    AttackResult,
+    Predictor,
+    check_batch_size,
+    check_bounds,
+    check_choice,
+    check_inputs,
+    check_positive,
+    finish,
+    flat_norm,
+    per_point,
+)
+from .objectives import OBJECTIVES, point_objective
+
+NORMS = ("linf", "l2")
+
+
+def _direction(grad: jax.Array, norm: str) -> jax.Array:
+    if norm == "linf":
+        return jnp.sign(grad)
+    size = per_point(flat_norm(grad), grad)
+    return jnp.where(size > 0, grad / jnp.where(size > 0, size, 1.0), 0.0)
+
+
+def _project(x: jax.Array, x0: jax.Array, eps: jax.Array, norm: str, box: tuple | None) -> jax.Array:
+    """Onto the eps-ball around x0, then onto the box (see the module docstring)."""
+    delta = x - x0
+    if norm == "linf":
+        delta = jnp.clip(delta, -eps, eps)
+    else:
+        size = per_point(flat_norm(delta), delta)
+        delta = delta * jnp.where(size > eps, eps / jnp.where(size > 0, size, 1.0), 1.0)
+    x = x0 + delta
+    return x if box is None else jnp.clip(x, box[0], box[1])
+
+
+def _random_start(key: jax.Array, x0: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
+    """A uniform draw from the eps-ball around each point (L-infinity: a cube; L2: a ball)."""
+    if norm == "linf":
+        return x0 + jax.random.uniform(key, x0.shape, x0.dtype, -1.0, 1.0) * eps
+    key_dir, key_rad = jax.random.split(key)
+    direction = jax.random.normal(key_dir, x0.shape, x0.dtype)
+    direction = direction / per_point(flat_norm(direction), direction)
+    dim = int(np.prod(x0.shape[1:]))
+    radius = eps * jax.random.uniform(key_rad, (x0.shape[0],), x0.dtype) ** (1.0 / dim)
+    return x0 + direction * per_point(radius, x0)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_pgd(
+    draw_log_prob_fn: Any,
+    num_draws: int,
+    *,
+    norm: str,
+    objective: str,
+    targeted: bool,
+    steps: int,
+    n_grad_samples: int | None,
+    random_start: bool,
+    keep_best: bool,
+    bounded: bool,
+):
+    """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv, trace (steps + 1,))`` for a batch."""
+    point = point_objective(objective, targeted=targeted)
+
+    def draw_indices(key: jax.Array) -> jax.Array:
+        if n_grad_samples is None:
+            return jnp.arange(num_draws)
+        return jax.random.randint(key, (n_grad_samples,), 0, num_draws)
+
+    def batch_objective(x: jax.Array, labels: jax.Array, indices: jax.Array):
+        scores = draw_log_prob_fn(indices, x)  # (k, B, C)
+        surrogate, value = jax.vmap(point, in_axes=(1, 0))(scores, labels)
+        return jnp.sum(surrogate), value
+
+    grad_and_value = jax.grad(batch_objective, has_aux=True)
+
+    def run(x0, labels, key, eps, step_size, lo, hi):
+        box = (lo, hi) if bounded else None
+        key_start, key_steps = jax.random.split(key)
+        x = _random_start(key_start, x0, eps, norm) if random_start else x0
+        x = _project(x, x0, eps, norm, box)
+
+        def body(carry, key_t):
+            x, best_x, best_value = carry
+            grad, value = grad_and_value(x, labels, draw_indices(key_t))
+            better = value > best_value
+            best_x = jnp.where(per_point(better, x), x, best_x)
+            best_value = jnp.maximum(value, best_value)
+            x = _project(x + step_size * _direction(grad, norm), x0, eps, norm, box)
+            return (x, best_x, best_value), jnp.mean(value)
+
+        init = (x, x, jnp.full((x0.shape[0],), -jnp.inf, x0.dtype))
+        keys = jax.random.split(key_steps, steps + 1)
+        (x, best_x, best_value), trace = jax.lax.scan(body, init, keys[:steps])
+        _, final_value = batch_objective(x, labels, draw_indices(keys[steps]))
+        if keep_best:
+            x = jnp.where(per_point(final_value > best_value, x), x, best_x)
+        return x, jnp.concatenate([trace, jnp.mean(final_value)[None]])
+
+    return jax.jit(run)
+
+
+def _run_batches(predictor: Predictor, x: np.ndarray, labels: np.ndarray, rng_key: jax.Array, static: dict,
+                 eps: float, step_size: float, box: tuple | None, batch_size: int):
+    run = _compiled_pgd(predictor.draw_log_prob_fn, predictor.num_draws, bounded=box is not None, **static)
+    lo, hi = box if box is not None else (0.0, 0.0)
+    size = min(batch_size, x.shape[0])
+    x_adv = np.empty_like(x)
+    trace_sum = np.zeros(static["steps"] + 1, np.float64)
+    for i, (start, stop) in enumerate(batches(x.shape[0], size)):
+        out, trace = run(pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size),
+                         jax.random.fold_in(rng_key, i), eps, step_size, lo, hi)
+        x_adv[start:stop] = np.asarray(out)[: stop - start]
+        trace_sum += np.asarray(trace, np.float64) * (stop - start)
+    return x_adv, trace_sum / x.shape[0]
+
+
+def _check_common(model, x, y, target, eps, norm, objective, n_grad_samples, bounds, batch_size):
+    predictor, x, labels, targets = check_inputs(model, x, y, target)
+    eps = check_positive("eps", eps, allow_zero=True)
+    check_choice("norm", norm, NORMS)
+    check_choice("objective", objective, OBJECTIVES)
+    if n_grad_samples is not None:
+        n_grad_samples = check_positive("n_grad_samples", n_grad_samples, integer=True)
+    box = check_bounds(bounds, x)
+    return predictor, x, labels, targets, eps, n_grad_samples, box, check_batch_size(batch_size)
+
+
+def pgd(
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    eps: float,
+    rng_key: jax.Array,
+    norm: str = "linf",
+    steps: int = 40,
+    step_size: float | None = None,
+    random_start: bool = True,
+    objective: str = "exact",
+    n_grad_samples: int | None = None,
+    target: Any = None,
+    bounds: tuple[float, float] | None = None,
+    batch_size: int = 256,
+) -> AttackResult:
+    """Projected gradient descent (Madry et al.) on the posterior predictive.
+
+    Args:
+        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        x: (N, ...) clean inputs, finite, inside ``bounds``.
+        y: (N,) true labels in [0, C).
+        eps: the budget, ||x' - x|| <= eps in the chosen norm (0 returns the input).
+        rng_key: JAX key for the random start and the EOT draws.
+        norm: ``"linf"`` or ``"l2"``.
+        steps: gradient steps.
+        step_size: step length (default ``2.5 * eps / steps``, Madry et al.).
+        random_start: start from a uniform draw in the eps-ball.
+        objective: ``"exact"`` (posterior predictive), ``"jensen"`` or ``"mean-logits"``.
+        n_grad_samples: EOT draws per step; ``None`` uses all S draws.
+        target: optional (N,) classes to push towards (a targeted attack), each different from y.
+        bounds: optional box ``(lo, hi)`` for valid inputs, e.g. ``(0, 1)`` for images.
+        batch_size: points attacked together.
+    Returns:
+        an ``AttackResult`` (``attack = "pgd-<norm>"``).
+    """
+    predictor, x, labels, targets, eps, n_grad_samples, box, batch_size = _check_common(
+        model, x, y, target, eps, norm, objective, n_grad_samples, bounds, batch_size)
+    steps = check_positive("steps", steps, integer=True)
+    step_size = 2.5 * eps / steps if step_size is None else check_positive("step_size", step_size, allow_zero=True)
+    static = dict(norm=norm, objective=objective, targeted=targets is not None, steps=steps,
+                  n_grad_samples=n_grad_samples, random_start=bool(random_start), keep_best=True)
+    x_adv, trace = _run_batches(predictor, x, labels if targets is None else targets, rng_key, static,
+                                eps, step_size, box, batch_size)
+    settings = {**static, "eps": eps, "step_size": step_size, "bounds": box}
+    return finish(predictor, attack=f"pgd-{norm}", x=x, x_adv=x_adv, y=labels, target=targets,
+                  loss_trace=trace, settings=settings, batch_size=batch_size)
+
+
+def fgsm(
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    eps: float,
+    norm: str = "linf",
+    objective: str = "exact",
+    n_grad_samples: int | None = None,
+    rng_key: jax.Array | None = None,
+    target: Any = None,
+    bounds: tuple[float, float] | None = None,
+    batch_size: int = 256,
+) -> AttackResult:
+    """The fast gradient sign method (Goodfellow et al.): ``x' = x + eps * sign(g)`` (L-infinity) or
+    ``x + eps * g / ||g||`` (L2, "FGM"), then clipped into ``bounds``.
+
+    Arguments as for ``pgd``; ``rng_key`` is needed only with ``n_grad_samples``. Returns an
+    ``AttackResult`` (``attack = "fgsm-<norm>"``) with a two-entry loss trace (before, after).
+    """
+    if rng_key is None:
+        if n_grad_samples is not None:
+            raise ValueError("rng_key is required when n_grad_samples is set (the EOT draws are random)")
+        rng_key = jax.random.key(0)  # unused: no random start and all draws
+    predictor, x, labels, targets, eps, n_grad_samples, box, batch_size = _check_common(
+        model, x, y, target, eps, norm, objective, n_grad_samples, bounds, batch_size)
+    static = dict(norm=norm, objective=objective, targeted=targets is not None, steps=1,
+                  n_grad_samples=n_grad_samples, random_start=False, keep_best=False)
+    x_adv, trace = _run_batches(predictor, x, labels if targets is None else targets, rng_key, static,
+                                eps, eps, box, batch_size)
+    settings = {**static, "eps": eps, "bounds": box}
+    return finish(predictor, attack=f"fgsm-{norm}", x=x, x_adv=x_adv, y=labels, target=targets,
+                  loss_trace=trace, settings=settings, batch_size=batch_size)
+
+
+def sphere(model: Any, x: Any, y: Any, **options: Any) -> AttackResult:
+    """The Bekasov & Murray sphere attack (``sphere_attack``) as an ``AttackResult``: each point moves on
+    its own sphere ||x'|| = ||x||, pushed towards a wrong class (a targeted attack). ``options`` are
+    ``sphere_attack``'s (step_size, max_steps, jensen_steps, patience, tol, objective, batch_size)."""
+    predictor, x, labels, _ = check_inputs(model, x, y)
+    found = sphere_attack(predictor.log_prob_fn, x, labels, **options)
+    return finish(predictor, attack="sphere", x=x, x_adv=found.x_adv, y=labels, target=found.target,
+                  loss_trace=found.objective_trace, settings=found.settings,
+                  batch_size=found.settings["batch_size"])
