@@ -41,6 +41,12 @@ def test_tiny_table_end_to_end_and_resume(tmp_path):
     table = (tmp_path / "table1.md").read_text()
     assert "MCMC (NUTS)" in table and "paper" in table
     assert "[" in done.stderr and "fitting" in done.stderr  # progress was shown
+    harness = json.loads((tmp_path / "harness" / "harness.json").read_text())
+    assert set(harness["models"]) == {r["method"] for r in records.values()}
+    assert harness["settings"]["detection_attack"] == "sphere"
+    for name in ("harness.md", "reliability.png", "robustness_curves.png", "transfer_heatmap.png"):
+        assert (tmp_path / "harness" / name).stat().st_size > 0, name
+    assert "harness/harness.md" in table
 
     again = _run(tmp_path, "--backends", "map", "nuts")
     assert again.returncode == 0, again.stderr[-3000:]

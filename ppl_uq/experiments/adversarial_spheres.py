@@ -138,8 +138,38 @@ class Progress:
         print(f"[{time.perf_counter() - self.start:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def run_row(row: Row, data: Any, profile: Profile, rng_key: Any, attack_step_size: float, say: Progress) -> dict[str, Any]:
-    """Fit, score, attack and resample one row; return its result record."""
+def save_row_arrays(path: Path, posterior: Any, x_adv: Any, target: Any) -> None:
+    """Cache a row's draws and its attack's examples (``.npz``, written atomically) for the harness report."""
+    import numpy as np
+
+    from ppl_uq.report.io import _atomic
+
+    arrays = {f"draw/{name}": value for name, value in posterior.draws.items()}
+    arrays.update(x_adv=np.asarray(x_adv), target=np.asarray(target))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    _atomic(path, write)
+
+
+def load_row_arrays(path: Path, row: Row, data: Any) -> tuple[Any, Any, Any]:
+    """``(posterior for scoring, x_adv, target)`` from ``save_row_arrays``'s file (no redraw function)."""
+    import numpy as np
+
+    from ppl_uq import Posterior
+
+    with np.load(path) as arrays:
+        draws = {key.split("/", 1)[1]: arrays[key] for key in arrays.files if key.startswith("draw/")}
+        x_adv, target = arrays["x_adv"], arrays["target"]
+    return Posterior(method=row.backend, model=build_model(row.model, data), draws=draws, options={}), x_adv, target
+
+
+def run_row(row: Row, data: Any, profile: Profile, rng_key: Any, attack_step_size: float, say: Progress,
+            arrays_path: Path | None = None) -> dict[str, Any]:
+    """Fit, score, attack and resample one row; return its result record. With ``arrays_path``, also
+    cache the draws and the attack's examples there (``save_row_arrays``)."""
     import jax
     import numpy as np
 
@@ -185,6 +215,8 @@ def run_row(row: Row, data: Any, profile: Profile, rng_key: Any, attack_step_siz
         posterior.logits, x0, y0, step_size=attack_step_size,
         jensen_steps=profile.attack_jensen_steps, max_steps=profile.attack_max_steps,
     )
+    if arrays_path is not None:
+        save_row_arrays(arrays_path, posterior, attack.x_adv, attack.target)
     p_wrong = np.asarray(attack.p_wrong)
     record.update(
         adv_error=float(p_wrong.mean()),
@@ -230,7 +262,7 @@ CSV_KEYS = [
 ]
 
 
-def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any], *, harness: bool = False) -> None:
     """Write table1.md, table1.csv, results.json and p_wrong_at_attacks.png into ``out`` (atomically)."""
     from ppl_uq.report import atomic_write_json, atomic_write_text, csv_table, markdown_table, plot_distributions
 
@@ -259,6 +291,10 @@ def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any])
         lines += ["**Gate failures** (R-hat > 1.01, divergences > 0, or an optimiser that did not converge): "
                   + ", ".join(f"{r['method']} ({r['gate']})" for r in flagged), ""]
     lines += ["![p(wrong class) at the attacked points](p_wrong_at_attacks.png)", ""]
+    if harness:
+        lines += ["The common harness report of the same posteriors (calibration, uncertainty measures, PGD "
+                  "robustness curves, detection AUROC, the transfer matrix of these attacks across methods) is in "
+                  "[harness/harness.md](harness/harness.md).", ""]
     atomic_write_text(out / "table1.md", "\n".join(lines))
     atomic_write_text(out / "table1.csv", csv_table(records, CSV_KEYS))
     atomic_write_json(out / "results.json", {"meta": meta, "records": records})
@@ -276,8 +312,9 @@ def _fingerprint(row: Row, profile: Profile, seed: int, step_size: float) -> str
 
 
 def run(profile_name: str, rows: Sequence[Row], seed: int, out: Path, *, attack_step_size: float = 0.05,
-        profile: Profile | None = None, fresh: bool = False) -> list[dict[str, Any]]:
-    """Run the table for ``rows`` and write the report to ``out``; return the records."""
+        profile: Profile | None = None, fresh: bool = False, harness: bool = True) -> list[dict[str, Any]]:
+    """Run the table for ``rows`` and write the report to ``out`` (with the harness report in
+    ``out/harness`` unless ``harness`` is False); return the records."""
     import jax
 
     from ppl_uq.data import make_spheres
@@ -292,23 +329,52 @@ def run(profile_name: str, rows: Sequence[Row], seed: int, out: Path, *, attack_
     for row in rows:
         cell = out / "cells" / f"{row.key}.json"
         fingerprint = _fingerprint(row, profile, seed, attack_step_size)
-        if cell.exists() and not fresh:
+        if cell.exists() and not fresh and (cell.with_suffix(".npz").exists() or not harness):
             cached = json.loads(cell.read_text())
             if cached.get("fingerprint") == fingerprint:
                 say(f"{row.key}: finished in an earlier run with the same settings; reusing {cell}")
                 records.append(cached["record"])
                 continue
         row_key = jax.random.fold_in(master, 1 + row_keys().index(row.key))
-        record = run_row(row, data, profile, row_key, attack_step_size, say)
+        record = run_row(row, data, profile, row_key, attack_step_size, say, arrays_path=cell.with_suffix(".npz"))
         atomic_write_json(cell, {"fingerprint": fingerprint, "record": record})
         say(f"{row.key}: avg conf {record['avg_confidence']:.3f}, adv err {record['adv_error']:.3f}, "
             f"resampled {record['resampled_error'] if record['resampled_error'] is None else round(record['resampled_error'], 3)}")
         records.append(record)
     meta = {"profile": profile_name, "seed": seed, "attack_step_size": attack_step_size, **dataclasses.asdict(profile),
             "total_seconds": time.perf_counter() - say.start}
-    write_report(out, records, meta)
-    say(f"wrote {out / 'table1.md'}, table1.csv, results.json, p_wrong_at_attacks.png")
+    if harness:
+        say("harness report: calibration, uncertainty, PGD robustness, detection AUROC, transfer matrix")
+        run_harness(out, rows, data, profile, jax.random.fold_in(master, 10_000), say)
+    write_report(out, records, meta, harness=harness)
+    say(f"wrote {out / 'table1.md'}, table1.csv, results.json, p_wrong_at_attacks.png"
+        + (", harness/" if harness else ""))
     return records
+
+
+#: L2 budgets of the PGD robustness curves on the spheres (the radii are 1 and 1.3).
+HARNESS_EPS = (0.0, 0.05, 0.1, 0.2)
+#: Validation points the harness report scores (calibration, uncertainty measures).
+HARNESS_POINTS = 2_000
+
+
+def run_harness(out: Path, rows: Sequence[Row], data: Any, profile: Profile, rng_key: Any, say: Progress) -> None:
+    """The common harness report over every row (``ppl_uq.report.harness_report``) into ``out/harness``:
+    reliability diagrams, uncertainty histograms, AUROC table, PGD-L2 robustness curves, and the transfer
+    matrix of the sphere attack's examples across rows (Gaussian-noise control rows of matched sd)."""
+    from ppl_uq.harness.attacks import attack_result_from_examples
+    from ppl_uq.report.harness_report import harness_report
+
+    models, attacks = {}, {}
+    x0, y0 = data.x_val[: profile.num_attack], data.y_val[: profile.num_attack]
+    for row in rows:
+        posterior, x_adv, target = load_row_arrays(out / "cells" / f"{row.key}.npz", row, data)
+        models[row.label] = posterior
+        attacks[row.label] = attack_result_from_examples(posterior, x0, x_adv, y0, attack="sphere", target=target)
+    count = min(HARNESS_POINTS, len(data.y_val))
+    harness_report(models, (data.x_val[:count], data.y_val[:count]), out / "harness", rng_key=rng_key,
+                   eps_values=HARNESS_EPS, norm="l2", steps=20, num_attack_points=profile.num_attack,
+                   attack_results=attacks, title=f"Adversarial spheres, D={profile.dim}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -322,6 +388,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--attack-step-size", type=float, default=0.05,
                         help="length of each normalised attack step (the paper: 0.01 with its own, lost, update rule)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached rows from earlier runs")
+    parser.add_argument("--no-harness", action="store_true",
+                        help="skip the common harness report (calibration, uncertainty, robustness, transfer)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # test-only smallest run
     return parser.parse_args(argv)
 
@@ -340,5 +408,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     enable_compilation_cache()
     run(args.profile, rows, args.seed, args.out, attack_step_size=args.attack_step_size,
-        profile=TINY if args.tiny else None, fresh=args.fresh)
+        profile=TINY if args.tiny else None, fresh=args.fresh, harness=not args.no_harness)
     return 0

@@ -13,6 +13,7 @@ mean over all S draws (S_eval = S).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -94,6 +95,26 @@ def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[:1], missing, axis=0)], axis=0)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_reduction(log_prob_fn: LogProbFn, reduce: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
+    return jax.jit(lambda xb: reduce(log_prob_fn(xb)))
+
+
+def compiled_reduction(log_prob_fn: LogProbFn, reduce: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
+    """``jax.jit(x -> reduce(log_prob_fn(x)))``, cached on the identity of both callables, so repeated
+    scoring with the same model (one ``Posterior.log_prob_fn()`` object) compiles once per batch shape.
+    ``reduce`` should be a module-level function; an unhashable callable is compiled afresh."""
+    try:
+        return _compiled_reduction(log_prob_fn, reduce)
+    except TypeError:
+        return jax.jit(lambda xb: reduce(log_prob_fn(xb)))
+
+
+def normalised_predictive_log_mean(scores: jax.Array) -> jax.Array:
+    """``predictive_log_mean`` of ``log_softmax(scores)``: (S, n, C) log-probabilities or logits -> (n, C)."""
+    return predictive_log_mean(jax.nn.log_softmax(scores, axis=-1))
+
+
 def predictive_log_probs(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 1000) -> np.ndarray:
     """log p_hat(c | x) for every point, computed ``batch_size`` points at a time.
 
@@ -103,7 +124,7 @@ def predictive_log_probs(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 10
     batch_size = check_batch_size(batch_size)
     num_draws, num_classes = output_shape(log_prob_fn, x)
     size = min(batch_size, x.shape[0])
-    compute = jax.jit(lambda xb: predictive_log_mean(_normalised(log_prob_fn, xb)))
+    compute = compiled_reduction(log_prob_fn, normalised_predictive_log_mean)
     out = np.empty((x.shape[0], num_classes), np.float32)
     for start, stop in batches(x.shape[0], size):
         out[start:stop] = np.asarray(compute(pad_rows(x[start:stop], size)))[: stop - start]

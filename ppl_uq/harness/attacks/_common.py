@@ -222,6 +222,35 @@ def finish(
     )
 
 
+def attack_result_from_examples(
+    model: Any,
+    x: Any,
+    x_adv: Any,
+    y: Any,
+    *,
+    attack: str,
+    target: Any = None,
+    loss_trace: Any = None,
+    settings: dict[str, Any] | None = None,
+    batch_size: int = 1000,
+) -> AttackResult:
+    """An ``AttackResult`` for adversarial examples made elsewhere (another library, a cached run),
+    scored by ``model`` (a ``Posterior`` or a ``log_prob_fn``) under the same decision rule.
+
+    Args:
+        x, x_adv: (N, ...) clean and adversarial inputs of the same shape.
+        y: (N,) labels; target: optional (N,) classes of a targeted attack.
+        attack: the attack's name; loss_trace, settings: recorded as given (empty when None).
+    """
+    predictor, x, labels, targets = check_inputs(model, x, y, target)
+    x_adv = check_points(x_adv, "x_adv")
+    if x_adv.shape != x.shape:
+        raise ValueError(f"x_adv must have the shape of x {x.shape}, got {x_adv.shape}")
+    trace = np.zeros(0) if loss_trace is None else np.asarray(loss_trace, np.float64)
+    return finish(predictor, attack=attack, x=x, x_adv=x_adv, y=labels, target=targets, loss_trace=trace,
+                  settings=dict(settings or {}), batch_size=check_batch_size(batch_size))
+
+
 # -- argument checks ------------------------------------------------------------------------------
 def check_inputs(model: Any, x: Any, y: Any, target: Any = None) -> tuple[Predictor, np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate an attack's inputs. Returns ``(predictor, x float32 (N, ...), y int32 (N,), target)``."""
@@ -285,6 +314,7 @@ __all__ = [
     "CONVENTIONS",
     "Predictor",
     "as_predictor",
+    "attack_result_from_examples",
     "check_batch_size",
     "check_bounds",
     "check_choice",

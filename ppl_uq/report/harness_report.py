@@ -1,0 +1,351 @@
+"""The harness report: the same side-by-side comparison from any set of Posteriors (or log_prob_fn
+callables) and data.
+
+``harness_report(models, test, out, rng_key=...)`` scores every model on the test set and writes to ``out``:
+
+- ``harness.md``: calibration table (accuracy, ECE equal-width / equal-mass, MCE, NLL, Brier), robustness
+  table (accuracy vs eps for PGD), AUROC table (misclassification, OOD when given, balanced adversarial
+  detection) per uncertainty measure, the transfer matrix, corruption curves (images only) and the gate
+  flags of each model (MCMC R-hat / divergences, optimisers that did not converge), shown, not hidden;
+- ``harness.json``: every number above, with the conventions and settings;
+- figures: ``robustness_curves.png``, ``reliability.png``, ``uncertainty_histograms.png``,
+  ``transfer_heatmap.png`` and, with ``image_shape``, ``corruption_<name>.png``.
+
+Every file is written atomically. The decision rule everywhere is the argmax of the posterior-predictive
+mean over all S_eval draws of that model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from ..harness.attacks import deepfool, lbfgs_attack, min_norm_attack, pgd, sanity_checks
+from ..harness.attacks._common import CONVENTIONS, AttackResult, as_predictor
+from ..harness.attacks.transfer import transfer_matrix
+from ..harness.calibration import calibration_summary, confidence_and_correct, plot_reliability, reliability_data
+from ..harness.detection import balanced_adversarial_auroc, misclassification_auroc, ood_auroc
+from ..harness.predictive import check_point_labels, check_points, predictive_log_probs
+from ..harness.robustness import corruption_curve
+from ..harness.uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
+from .harness_figures import plot_heatmap, plot_robustness_curves, plot_uncertainty_histograms
+from .io import atomic_write_json, atomic_write_text
+from .tables import convergence_flags, markdown_table, mcmc_gate_flags
+
+
+def gate_flags(model: Any) -> list[str]:
+    """Failed gates of a Posterior (MCMC diagnostics, optimiser convergence); [] for a plain callable."""
+    flags: list[str] = []
+    if getattr(model, "is_mcmc", False):
+        flags += mcmc_gate_flags(model.diagnostics())
+    if hasattr(model, "info"):
+        flags += convergence_flags(model.info)
+    return flags
+
+
+def _auroc_or_none(function: Any, *args: Any, **kwargs: Any) -> float | None:
+    """An AUROC, or ``None`` when it carries no information: one of its two groups is empty (a model with
+    no mistakes), or the score is the same for every point (mutual information and variance of a single
+    draw, S = 1), where the AUROC would be a meaningless 0.5."""
+    scores = np.concatenate([np.ravel(a) for a in args if np.ndim(a) and np.asarray(a).dtype.kind == "f"])
+    if scores.size and np.ptp(scores) == 0:
+        return None
+    try:
+        return function(*args, **kwargs)
+    except ValueError as err:
+        if "is empty" in str(err) or "needs both kinds" in str(err):
+            return None
+        raise
+
+
+def _check_models(models: Mapping[str, Any], x: np.ndarray) -> dict[str, Any]:
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty mapping {name: Posterior or log_prob_fn}")
+    for name in models:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"model names must be non-empty strings, got {name!r}")
+        as_predictor(models[name], x)  # raises a clear error for anything else
+    return dict(models)
+
+
+def _check_eps_values(eps_values: Sequence[float]) -> list[float]:
+    values = [float(e) for e in eps_values]
+    if not values or any(not np.isfinite(e) or e < 0 for e in values) or values != sorted(values):
+        raise ValueError(f"eps_values must be a non-empty increasing sequence of finite numbers >= 0, got {eps_values!r}")
+    return values
+
+
+def harness_report(
+    models: Mapping[str, Any],
+    test: tuple[Any, Any],
+    out: str | Path,
+    *,
+    rng_key: jax.Array,
+    eps_values: Sequence[float] = (0.0, 0.05, 0.1, 0.2),
+    detection_eps: float | None = None,
+    norm: str = "linf",
+    steps: int = 20,
+    bounds: tuple[float, float] | None = None,
+    ood: Any = None,
+    num_attack_points: int | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    corruptions: Sequence[str] = ("gaussian_noise", "gaussian_blur", "jpeg"),
+    num_bins: int = 15,
+    title: str = "Inference methods compared",
+    batch_size: int = 256,
+    attack_results: Mapping[str, AttackResult] | None = None,
+    min_distortion_points: int = 0,
+    sanity: bool = False,
+) -> dict[str, Any]:
+    """Score every model and write the report (see the module docstring).
+
+    Args:
+        models: ``{name: Posterior or callable x (N, ...) -> (S, N, C)}``, all on the same inputs.
+        test: ``(x (N, ...), y (N,))`` test data.
+        out: output directory (created).
+        rng_key: JAX key for the attacks' random starts, the noise rows and the balanced subsamples.
+        eps_values: increasing budgets for the robustness curves (PGD in ``norm``).
+        detection_eps: the budget whose PGD examples feed adversarial detection and the transfer matrix
+            (default: the largest of ``eps_values``).
+        norm: ``"linf"`` or ``"l2"``.
+        steps: PGD steps.
+        bounds: optional input box, e.g. ``(0, 1)`` for images.
+        ood: optional out-of-distribution inputs (M, ...) for OOD AUROC.
+        num_attack_points: attack only the first this many test points (default: all).
+        image_shape: (H, W) of one image to add corruption curves (needs ``bounds``).
+        corruptions: corruption names (see ``ppl_uq.harness.corruptions.CORRUPTIONS``).
+        num_bins: ECE / reliability bins.
+        title: the report's heading.
+        batch_size: points per attack batch.
+        attack_results: optional ``{name: AttackResult}`` (one per model, made against that model) to use
+            for adversarial detection and the transfer matrix instead of PGD at ``detection_eps``, e.g. the
+            sphere attack's examples (``attack_result_from_examples`` wraps examples made elsewhere).
+        min_distortion_points: when > 0, run DeepFool, box-constrained L-BFGS (needs ``bounds``) and the
+            min-norm attack on this many test points and report their minimum distortions.
+        sanity: run ``sanity_checks`` (eps = 0, unbounded, iterative vs single step, n_grad_samples) at
+            ``detection_eps`` on the attacked points and report the failures.
+    Returns:
+        the dict written to ``harness.json``.
+    """
+    x = check_points(test[0], "test x")
+    models = _check_models(models, x)
+    first = as_predictor(next(iter(models.values())), x)
+    y = check_point_labels(test[1], x.shape[0], first.num_classes, name="test y")
+    eps_values = _check_eps_values(eps_values)
+    detection_eps = eps_values[-1] if detection_eps is None else float(detection_eps)
+    if image_shape is not None and bounds is None:
+        raise ValueError("image_shape needs bounds (the pixel range the corruptions clip to)")
+    x_ood = None if ood is None else check_points(ood, "ood")
+    if attack_results is not None and set(attack_results) != set(models):
+        raise ValueError(f"attack_results must have one entry per model {sorted(models)}, got {sorted(attack_results)}")
+    count = x.shape[0] if num_attack_points is None else min(int(num_attack_points), x.shape[0])
+    x_attack, y_attack = x[:count], y[:count]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key_attack, key_transfer, key_balance, key_corrupt = jax.random.split(rng_key, 4)
+
+    records: dict[str, dict[str, Any]] = {}
+    reliability, histograms, correctness, curves, detection_results = {}, {}, {}, {}, {}
+    for index, (name, model) in enumerate(models.items()):
+        predictor = as_predictor(model, x)
+        log_predictive = predictive_log_probs(predictor.log_prob_fn, x)
+        confidence, correct = confidence_and_correct(log_predictive, y)
+        measures = uncertainty_measures(predictor.log_prob_fn, x)
+        record: dict[str, Any] = {"method": name, "s_eval": predictor.num_draws, "flags": gate_flags(model)}
+        record.update(calibration_summary(log_predictive, y, num_bins=num_bins))
+        reliability[name] = reliability_data(confidence, correct, num_bins=num_bins)
+        histograms[name], correctness[name] = measures, correct.astype(bool)
+
+        auroc: dict[str, dict[str, Any]] = {m: {} for m in MEASURES}
+        for measure in MEASURES:
+            auroc[measure]["misclassification"] = _auroc_or_none(
+                misclassification_auroc, measures[measure], correct.astype(bool), higher_means=HIGHER_MEANS[measure])
+        if x_ood is not None:
+            ood_measures = uncertainty_measures(predictor.log_prob_fn, x_ood)
+            for measure in MEASURES:
+                auroc[measure]["ood"] = _auroc_or_none(ood_auroc, measures[measure], ood_measures[measure],
+                                                       higher_means=HIGHER_MEANS[measure])
+
+        robustness = []
+        for i, eps in enumerate(eps_values):
+            result = pgd(predictor, x_attack, y_attack, eps=eps, norm=norm, steps=steps, bounds=bounds,
+                         rng_key=jax.random.fold_in(key_attack, 1000 * index + i), batch_size=batch_size)
+            robustness.append({"eps": eps, "robust_accuracy": result.robust_accuracy,
+                               "success_rate": result.success_rate})
+        record["robustness"] = robustness
+        curves[name] = {"x": eps_values, "y": [r["robust_accuracy"] for r in robustness]}
+
+        if attack_results is None:
+            detection = pgd(predictor, x_attack, y_attack, eps=detection_eps, norm=norm, steps=steps,
+                            bounds=bounds, rng_key=jax.random.fold_in(key_attack, 1000 * index + 999),
+                            batch_size=batch_size)
+            clean_measures = {m: v[:count] for m, v in measures.items()}
+        else:
+            detection = attack_results[name]
+            clean_measures = uncertainty_measures(predictor.log_prob_fn, detection.x)
+        detection_results[name] = detection
+        record["detection_attack"] = {k: v for k, v in detection.summary().items() if k != "conventions"}
+        adv_measures = uncertainty_measures(predictor.log_prob_fn, detection.x_adv)
+        for measure in MEASURES:
+            clean_scores = clean_measures[measure][detection.clean_correct]
+            adv_scores = adv_measures[measure][detection.success]
+            constant = len(clean_scores) and len(adv_scores) and np.ptp(np.r_[clean_scores, adv_scores]) == 0
+            if len(clean_scores) and len(adv_scores) and not constant:
+                balanced = balanced_adversarial_auroc(clean_scores, adv_scores, rng_key=key_balance,
+                                                      higher_means=HIGHER_MEANS[measure])
+                auroc[measure]["adversarial_balanced"] = balanced.auroc
+                auroc[measure]["adversarial_num_used"] = balanced.num_used
+            else:
+                auroc[measure]["adversarial_balanced"] = None
+                auroc[measure]["adversarial_num_used"] = 0
+        record["auroc"] = auroc
+
+        if min_distortion_points > 0:
+            record["min_distortion"] = _min_distortion(predictor, x[:min_distortion_points],
+                                                       y[:min_distortion_points], bounds, batch_size)
+        if sanity:
+            record["sanity"] = sanity_checks(predictor, x_attack, y_attack, eps=detection_eps, norm=norm, steps=steps,
+                                             bounds=bounds, rng_key=jax.random.fold_in(key_attack, 1000 * index + 998),
+                                             batch_size=batch_size)
+            record["flags"] = record["flags"] + [f"sanity check failed: {name}" for name in record["sanity"]["failed"]]
+        if image_shape is not None:
+            record["corruptions"] = {
+                corruption: corruption_curve(model, x, y, corruption=corruption, image_shape=image_shape,
+                                             rng_key=key_corrupt, bounds=bounds)
+                for corruption in corruptions
+            }
+        records[name] = record
+
+    transfer = transfer_matrix(detection_results, models, noise_sds=("matched",), rng_key=key_transfer,
+                               bounds=bounds)
+    payload = {
+        "title": title,
+        "num_test_points": int(x.shape[0]),
+        "num_attack_points": count,
+        "settings": {"eps_values": eps_values, "detection_eps": detection_eps, "norm": norm, "steps": steps,
+                     "bounds": bounds, "num_bins": num_bins, "ood_points": None if x_ood is None else len(x_ood),
+                     "detection_attack": (f"PGD {norm} at eps = {detection_eps:g}" if attack_results is None
+                                          else ", ".join(sorted({r.attack for r in attack_results.values()})))},
+        "conventions": {**CONVENTIONS, "auroc_orientation": dict(HIGHER_MEANS)},
+        "models": records,
+        "transfer": transfer.to_dict(),
+    }
+    _write_figures(out, curves, reliability, histograms, correctness, transfer, records, norm, title)
+    atomic_write_text(out / "harness.md", _markdown(payload, transfer))
+    atomic_write_json(out / "harness.json", payload)
+    return payload
+
+
+def _min_distortion(predictor: Any, x: np.ndarray, y: np.ndarray, bounds: Any, batch_size: int) -> dict[str, Any]:
+    """DeepFool, L-BFGS (with a box) and min-norm on ``(x, y)``: success rate and distortions of each."""
+    results = {"deepfool": deepfool(predictor, x, y, bounds=bounds, batch_size=min(batch_size, 128)),
+               "min-norm": min_norm_attack(predictor, x, y, bounds=bounds, batch_size=batch_size)}
+    if bounds is not None:
+        results["lbfgs"] = lbfgs_attack(predictor, x, y, bounds=bounds)
+    out = {}
+    for name, result in results.items():
+        summary = result.summary()
+        out[name] = {key: summary[key] for key in ("success_rate", "mean_l2_successful", "mean_rms_successful",
+                                                   "mean_linf_successful", "num_points")}
+    return out
+
+
+def _write_figures(out, curves, reliability, histograms, correctness, transfer, records, norm, title) -> None:
+    plot_robustness_curves(out / "robustness_curves.png", curves, xlabel=f"eps ({norm})", title=f"{title}: PGD")
+    plot_reliability(out / "reliability.png", reliability, title=f"{title}: reliability")
+    plot_uncertainty_histograms(out / "uncertainty_histograms.png", histograms, correctness,
+                                title=f"{title}: uncertainty, correct vs wrong")
+    plot_heatmap(out / "transfer_heatmap.png", transfer.error, transfer.row_names, transfer.column_names,
+                 title="Transfer: error rate (%)", xlabel="scored by", ylabel="examples made against")
+    corrupted = [r["corruptions"] for r in records.values() if "corruptions" in r]
+    for corruption in corrupted[0] if corrupted else ():
+        lines = {}
+        for name, record in records.items():
+            curve = record["corruptions"][corruption]
+            lines[f"{name} accuracy"] = {"x": curve["levels"], "y": curve["measures"]["accuracy"]["values"]}
+        plot_robustness_curves(out / f"corruption_{corruption}.png", lines, ylabel="accuracy",
+                               xlabel=corrupted[0][corruption]["level_name"], title=f"{title}: {corruption}")
+
+
+def _markdown(payload: dict[str, Any], transfer: Any) -> str:
+    records = list(payload["models"].values())
+    settings = payload["settings"]
+    calibration = [{**r, "flags": "; ".join(r["flags"]) or "ok"} for r in records]
+    lines = [
+        f"# {payload['title']}",
+        "",
+        f"{payload['num_test_points']} test points; decision: {CONVENTIONS['decision_rule']}.",
+        "",
+        "## Calibration",
+        "",
+        markdown_table(calibration, [("method", "method"), ("s_eval", "S_eval"), ("accuracy", "acc"),
+                                     ("ece", "ECE (width)"), ("ece_mass", "ECE (mass)"), ("mce", "MCE"),
+                                     ("nll", "NLL"), ("brier", "Brier"), ("flags", "gates")]),
+        f"## Robustness: PGD ({settings['norm']}, {settings['steps']} steps, "
+        f"{payload['num_attack_points']} points)",
+        "",
+        f"Robust accuracy: {CONVENTIONS['robust_accuracy']}.",
+        "",
+    ]
+    eps_columns = [(f"eps={e:g}", f"eps={e:g}") for e in settings["eps_values"]]
+    rows = [{"method": r["method"], **{f"eps={p['eps']:g}": p["robust_accuracy"] for p in r["robustness"]}}
+            for r in records]
+    lines += [markdown_table(rows, [("method", "method"), *eps_columns]), "## AUROC", "",
+              "Misclassification: positives = wrong predictions. OOD: positives = OOD inputs. Adversarial "
+              f"(balanced, seed 000): clean-correct attacked points vs successful {settings['detection_attack']} "
+              "examples, subsampled to the smaller count. Scores are oriented by "
+              "each measure's meaning (higher = more uncertain, except max_probability).", ""]
+    auroc_rows = []
+    for r in records:
+        for measure, values in r["auroc"].items():
+            auroc_rows.append({"method": r["method"], "measure": measure, **values})
+    columns = [("method", "method"), ("measure", "measure"), ("misclassification", "misclassification")]
+    if settings["ood_points"]:
+        columns.append(("ood", "OOD"))
+    columns += [("adversarial_balanced", "adversarial (balanced)"), ("adversarial_num_used", "n per class")]
+    lines += [markdown_table(auroc_rows, columns),
+              f"## Transfer ({settings['detection_attack']}): error rate of each model (columns) on "
+              "examples made against each model (rows); noise rows add Gaussian noise of the same sd", "",
+              transfer.to_markdown(), ""]
+    distorted = [r for r in records if "min_distortion" in r]
+    if distorted:
+        rows = [{"method": r["method"], "attack": attack, **values}
+                for r in distorted for attack, values in r["min_distortion"].items()]
+        lines += ["## Minimum distortion (over successful points; rms = sqrt(sum (x' - x)^2 / n))", "",
+                  markdown_table(rows, [("method", "method"), ("attack", "attack"), ("success_rate", "success"),
+                                        ("mean_l2_successful", "mean L2"), ("mean_rms_successful", "mean rms"),
+                                        ("num_points", "points")])]
+    checked = [r for r in records if "sanity" in r]
+    if checked:
+        rows = []
+        for r in checked:
+            check = r["sanity"]
+            curve = ", ".join(f"{p['n_grad_samples']}: {p['robust_accuracy']:.3f}" for p in check["n_grad_samples"]["curve"])
+            rows.append({"method": r["method"], "eps0": check["eps_zero_identity"]["passed"],
+                         "unbounded": check["unbounded"]["robust_accuracy"],
+                         "fgsm": check["iterative_vs_single_step"]["fgsm_robust_accuracy"],
+                         "pgd": check["iterative_vs_single_step"]["pgd_robust_accuracy"],
+                         "curve": curve, "failed": ", ".join(check["failed"]) or "none"})
+        lines += ["## Sanity checks (robust accuracy)", "",
+                  markdown_table(rows, [("method", "method"), ("eps0", "eps=0 identity"),
+                                        ("unbounded", "unbounded attack"), ("fgsm", "FGSM"), ("pgd", "PGD"),
+                                        ("curve", "vs n_grad_samples"), ("failed", "failed")])]
+    corrupted = [r for r in records if "corruptions" in r]
+    if corrupted:
+        lines += ["## Corruptions: accuracy, and max-probability confidence normalised to clean = 1", ""]
+        for corruption in corrupted[0]["corruptions"]:
+            levels = corrupted[0]["corruptions"][corruption]["levels"]
+            columns = [("method", "method"), ("measure", "measure")] + [(str(i), f"{lv:g}") for i, lv in enumerate(levels)]
+            rows = []
+            for r in corrupted:
+                curve = r["corruptions"][corruption]["measures"]
+                rows.append({"method": r["method"], "measure": "accuracy",
+                             **{str(i): v for i, v in enumerate(curve["accuracy"]["values"])}})
+                rows.append({"method": r["method"], "measure": "norm. max prob.",
+                             **{str(i): v for i, v in enumerate(curve["max_probability"]["normalised"])}})
+            level_name = corrupted[0]["corruptions"][corruption]["level_name"]
+            lines += [f"### {corruption} ({level_name})", "", markdown_table(rows, columns, digits=2)]
+    return "\n".join(lines) + "\n"
