@@ -21,7 +21,7 @@ def report(digits_mlp, digits_data, tmp_path_factory):
     payload = harness_report(digits_mlp, (x, y), out, rng_key=jax.random.key(0), eps_values=(0.0, 0.1),
                              steps=5, bounds=(0.0, 1.0), ood=ood, num_attack_points=80, image_shape=(8, 8),
                              corruptions=("gaussian_noise",), title="digits", min_distortion_points=20,
-                             sanity=True)
+                             sanity=True, train=digits_data.train)
     return out, payload, x, y
 
 
@@ -55,6 +55,11 @@ def test_report_numbers_match_the_metric_functions(report, digits_mlp):
         assert set(record["min_distortion"]) == {"deepfool", "min-norm", "lbfgs"}
         assert record["min_distortion"]["deepfool"]["success_rate"] > 0.9
         assert record["sanity"]["eps_zero_identity"]["passed"]
+        failures = record["deepfool_failures"]
+        assert 0 <= failures["density_confidence"] <= failures["num_successful"]
+        assert 0 <= failures["max_probability"] <= failures["num_successful"]
+        noise = record["corruptions"]["gaussian_noise"]["measures"]
+        assert noise["density_confidence_predicted"]["normalised"][0] == pytest.approx(1.0)
     # a single draw has no spread: its mutual information carries no information and is not scored
     assert payload["models"]["map"]["auroc"]["mutual_information"]["misclassification"] is None
     assert payload["models"]["deep-ensemble"]["auroc"]["mutual_information"]["misclassification"] is not None

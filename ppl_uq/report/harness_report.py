@@ -29,7 +29,8 @@ from ..harness.attacks.transfer import transfer_matrix
 from ..harness.calibration import calibration_summary, confidence_and_correct, plot_reliability, reliability_data
 from ..harness.detection import balanced_adversarial_auroc, misclassification_auroc, ood_auroc
 from ..harness.predictive import check_point_labels, check_points, predictive_log_probs
-from ..harness.robustness import corruption_curve
+from ..harness.density import density_confidence, fit_density_confidence, posterior_features
+from ..harness.robustness import corruption_curve, failure_count
 from ..harness.uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
 from .harness_figures import plot_heatmap, plot_robustness_curves, plot_uncertainty_histograms
 from .io import atomic_write_json, atomic_write_text
@@ -99,6 +100,7 @@ def harness_report(
     attack_results: Mapping[str, AttackResult] | None = None,
     min_distortion_points: int = 0,
     sanity: bool = False,
+    train: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Score every model and write the report (see the module docstring).
 
@@ -127,6 +129,9 @@ def harness_report(
             min-norm attack on this many test points and report their minimum distortions.
         sanity: run ``sanity_checks`` (eps = 0, unbounded, iterative vs single step, n_grad_samples) at
             ``detection_eps`` on the attacked points and report the failures.
+        train: optional ``(x_train, y_train)``: fit each model's density confidence (seed 002) to its
+            training features; the corruption curves and the DeepFool failure counts then report it
+            beside the max softmax probability.
     Returns:
         the dict written to ``harness.json``.
     """
@@ -203,9 +208,15 @@ def harness_report(
                 auroc[measure]["adversarial_num_used"] = 0
         record["auroc"] = auroc
 
+        density = None
+        if train is not None:
+            density = fit_density_confidence(posterior_features(model, train[0]), train[1],
+                                             num_classes=predictor.num_classes)
+            record["density_cov_scale"] = float(density.cov_scale)
         if min_distortion_points > 0:
-            record["min_distortion"] = _min_distortion(predictor, x[:min_distortion_points],
-                                                       y[:min_distortion_points], bounds, batch_size)
+            record["min_distortion"], fooled = _min_distortion(predictor, x[:min_distortion_points],
+                                                               y[:min_distortion_points], bounds, batch_size)
+            record["deepfool_failures"] = _confidence_failures(model, fooled, density)
         if sanity:
             record["sanity"] = sanity_checks(predictor, x_attack, y_attack, eps=detection_eps, norm=norm, steps=steps,
                                              bounds=bounds, rng_key=jax.random.fold_in(key_attack, 1000 * index + 998),
@@ -214,7 +225,7 @@ def harness_report(
         if image_shape is not None:
             record["corruptions"] = {
                 corruption: corruption_curve(model, x, y, corruption=corruption, image_shape=image_shape,
-                                             rng_key=key_corrupt, bounds=bounds)
+                                             rng_key=key_corrupt, bounds=bounds, density=density)
                 for corruption in corruptions
             }
         records[name] = record
@@ -250,6 +261,23 @@ def _min_distortion(predictor: Any, x: np.ndarray, y: np.ndarray, bounds: Any, b
         summary = result.summary()
         out[name] = {key: summary[key] for key in ("success_rate", "mean_l2_successful", "mean_rms_successful",
                                                    "mean_linf_successful", "num_points")}
+    return out, results["deepfool"]
+
+
+def _confidence_failures(model: Any, result: AttackResult, density: Any) -> dict[str, Any]:
+    """Seed 002's failures: successful DeepFool examples whose confidence exceeds their clean input's,
+    by the max softmax probability and (with a density) the density confidence of the predicted class."""
+    ok = result.success
+    out: dict[str, Any] = {"num_successful": int(ok.sum())}
+    if not ok.any():
+        return out
+    clean = np.exp(np.max(result.log_predictive_clean[ok], axis=1))
+    adv = np.exp(np.max(result.log_predictive_adv[ok], axis=1))
+    out["max_probability"] = failure_count(clean, adv)
+    if density is not None:
+        scores = [density_confidence(density, posterior_features(model, inputs[ok]), classes=decision[ok])
+                  for inputs, decision in ((result.x, result.clean_prediction), (result.x_adv, result.adv_prediction))]
+        out["density_confidence"] = failure_count(np.asarray(scores[0]), np.asarray(scores[1]))
     return out
 
 
@@ -317,7 +345,12 @@ def _markdown(payload: dict[str, Any], transfer: Any) -> str:
         lines += ["## Minimum distortion (over successful points; rms = sqrt(sum (x' - x)^2 / n))", "",
                   markdown_table(rows, [("method", "method"), ("attack", "attack"), ("success_rate", "success"),
                                         ("mean_l2_successful", "mean L2"), ("mean_rms_successful", "mean rms"),
-                                        ("num_points", "points")])]
+                                        ("num_points", "points")]),
+                  "Failures (seed 002): successful DeepFool examples whose confidence is higher than on the clean "
+                  "input, by max softmax probability and by density confidence of the predicted class.", "",
+                  markdown_table([{"method": r["method"], **r["deepfool_failures"]} for r in distorted],
+                                 [("method", "method"), ("num_successful", "successful"),
+                                  ("max_probability", "softmax failures"), ("density_confidence", "density failures")])]
     checked = [r for r in records if "sanity" in r]
     if checked:
         rows = []
@@ -328,11 +361,16 @@ def _markdown(payload: dict[str, Any], transfer: Any) -> str:
                          "unbounded": check["unbounded"]["robust_accuracy"],
                          "fgsm": check["iterative_vs_single_step"]["fgsm_robust_accuracy"],
                          "pgd": check["iterative_vs_single_step"]["pgd_robust_accuracy"],
-                         "curve": curve, "failed": ", ".join(check["failed"]) or "none"})
+                         "curve": curve, "over": check["n_grad_samples"]["overstatement"],
+                         "failed": ", ".join(check["failed"]) or "none"})
         lines += ["## Sanity checks (robust accuracy)", "",
                   markdown_table(rows, [("method", "method"), ("eps0", "eps=0 identity"),
                                         ("unbounded", "unbounded attack"), ("fgsm", "FGSM"), ("pgd", "PGD"),
-                                        ("curve", "vs n_grad_samples"), ("failed", "failed")])]
+                                        ("curve", "vs n_grad_samples"), ("over", "overstatement"),
+                                        ("failed", "failed")]),
+                  "overstatement: how much higher robust accuracy is under the weakest number of gradient draws "
+                  "than under the strongest (an evaluation with one gradient sample can overstate robustness "
+                  "by this much); the check fails only if the all-draws attack reported above is the weaker.", ""]
     corrupted = [r for r in records if "corruptions" in r]
     if corrupted:
         lines += ["## Corruptions: accuracy, and max-probability confidence normalised to clean = 1", ""]
@@ -346,6 +384,9 @@ def _markdown(payload: dict[str, Any], transfer: Any) -> str:
                              **{str(i): v for i, v in enumerate(curve["accuracy"]["values"])}})
                 rows.append({"method": r["method"], "measure": "norm. max prob.",
                              **{str(i): v for i, v in enumerate(curve["max_probability"]["normalised"])}})
+                if "density_confidence_predicted" in curve:
+                    rows.append({"method": r["method"], "measure": "norm. density conf.",
+                                 **{str(i): v for i, v in enumerate(curve["density_confidence_predicted"]["normalised"])}})
             level_name = corrupted[0]["corruptions"][corruption]["level_name"]
             lines += [f"### {corruption} ({level_name})", "", markdown_table(rows, columns, digits=2)]
     return "\n".join(lines) + "\n"

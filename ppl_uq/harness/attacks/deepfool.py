@@ -15,8 +15,11 @@ For an affine softmax model ``g_k`` is exactly linear, so the first step reaches
 
 A point stops as soon as its decision changes or after ``max_iter`` iterations. Points are vmapped
 inside one jit-compiled ``lax.while_loop`` per batch (no per-point Python loop); the Jacobian of the C
-log-probabilities is taken with ``jax.jacrev``. With ``bounds``, iterates are clipped into the box (then
-the step is no longer minimal, as in every box-constrained DeepFool).
+log-probabilities is taken with ``jax.jacrev``. With ``bounds``, each linearisation drops the gradient
+components that would push a coordinate already at a bound further out (the step is taken in the face of
+the box it lies on) and iterates are clipped into the box; the step is then no longer the exact minimal
+one. Plain clipping stalls on images, whose background pixels sit at the lower bound with gradients
+pointing outwards (on the digits MLP it left 18 % of points unfooled after 50 iterations).
 
 ``loss_trace[i]`` is the mean over points of the decision margin ``f_k0 - max_{k != k0} f_k`` at iterate
 i (points that stopped keep their last value), up to the most iterations any point used; it falls
@@ -66,6 +69,10 @@ def _compiled_deepfool(log_prob_fn: Any, *, max_iter: int, bounded: bool):
             grads = jacobian(state.x).reshape(f.shape[0], -1)  # (C, n)
             g = f - f[k0]
             w = grads - grads[k0]
+            if bounded:  # box-aware: no component may push a coordinate already at a bound outwards
+                flat = state.x.reshape(-1)
+                blocked = ((flat <= lo) & (w < 0)) | ((flat >= hi) & (w > 0))
+                w = jnp.where(blocked, 0.0, w)
             w_norm = jnp.linalg.norm(w, axis=1)
             distance = jnp.where(jnp.arange(f.shape[0]) == k0, jnp.inf, jnp.abs(g) / jnp.maximum(w_norm, 1e-30))
             nearest = jnp.argmin(distance)
