@@ -23,13 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from _util import ess_per_second, write_result
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 import ppl_uq
 from ppl_uq.data import make_spheres
 from ppl_uq.models import squared_logistic
-
-from _util import ess_per_second, write_result
 
 
 def raw_numpyro_model(x, y=None, *, loc, scale, prior_scale=10.0):

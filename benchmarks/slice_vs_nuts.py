@@ -18,11 +18,11 @@ import numpyro
 numpyro.set_host_device_count(2)  # before JAX starts: one CPU device per chain
 
 import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import arviz as az  # noqa: E402

@@ -123,7 +123,7 @@ def test_ascent_direction_is_exact_where_draws_saturate(saturation):
         coef = np.exp(log_coef - log_coef.max())
         expected = (coef[:, None] * 2.0 * x * weights).sum(axis=0)  # up to a positive factor
         objective = _point_objective(log_prob_fn, margin=False)
-        grad = jax.grad(lambda z: objective(z, 1, use_jensen)[0])(jnp.asarray(x, jnp.float32))
+        grad = jax.grad(lambda z, f=objective, j=use_jensen: f(z, 1, j)[0])(jnp.asarray(x, jnp.float32))
         direction = np.asarray(grad, np.float64) / np.linalg.norm(np.asarray(grad, np.float64))
         np.testing.assert_allclose(direction, expected / np.linalg.norm(expected), atol=1e-5)
     # Negative control: autodiff of the exact objective itself is off by orders of magnitude (e^-30)

@@ -307,7 +307,8 @@ def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any],
 
 
 def _fingerprint(row: Row, profile: Profile, seed: int, step_size: float) -> str:
-    payload = json.dumps([row.key, row.backend, row.model, row.options(profile), dataclasses.asdict(profile), seed, step_size], sort_keys=True, default=str)
+    fields = [row.key, row.backend, row.model, row.options(profile), dataclasses.asdict(profile), seed, step_size]
+    payload = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

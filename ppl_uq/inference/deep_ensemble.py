@@ -58,7 +58,9 @@ def initial_points(
     nmodel = numpyro_model(model)
     names = latent_site_names(model, x, y)
     prior = Predictive(nmodel, num_samples=num_members, return_sites=names)(rng_key, x)
-    to_flat = lambda sites: ravel_pytree(unconstrain_fn(nmodel, (x, y), {}, sites))[0]
+    def to_flat(sites: Any) -> jax.Array:
+        return ravel_pytree(unconstrain_fn(nmodel, (x, y), {}, sites))[0]
+
     points = jax.vmap(to_flat)(prior)
     if points.shape != (num_members, size):
         raise RuntimeError(f"prior starts have shape {points.shape}, expected {(num_members, size)}")

@@ -56,7 +56,10 @@ class MixtureELBO(ELBO):
         self.beta = float(beta)
         self.mixture = bool(mixture)
 
-    def _particle(self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[jax.Array, jax.Array]:
+    def _particle(
+        self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any],
+        args: tuple, kwargs: dict,
+    ) -> tuple[jax.Array, jax.Array]:
         """For one draw theta ~ q: per-datum log-likelihoods (N,) and log q(theta) - log p(theta)."""
         model_seed, guide_seed = jax.random.split(rng_key)
         guide_log_probs, guide_trace = compute_log_probs(seed(guide, guide_seed), args, kwargs, param_map)
@@ -87,7 +90,10 @@ class MixtureELBO(ELBO):
         log_q = sum(guide_log_probs.values(), start=jnp.array(0.0))
         return log_lik, log_q - log_prior
 
-    def loss_with_mutable_state(self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def loss_with_mutable_state(
+        self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any],
+        *args: Any, **kwargs: Any,
+    ) -> dict[str, Any]:
         """``{"loss": -objective, "mutable_state": None}``; the objective is described in the class."""
 
         def particle(key: jax.Array) -> tuple[jax.Array, jax.Array]:

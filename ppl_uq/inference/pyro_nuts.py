@@ -62,7 +62,9 @@ def torch_data(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     return torch.tensor(x.astype(np.float32)), y_tensor
 
 
-def _run_chain(pmodel: Callable[..., Any], data: tuple[Any, Any], seed: int, options: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+def _run_chain(
+    pmodel: Callable[..., Any], data: tuple[Any, Any], seed: int, options: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
     """One Pyro NUTS chain: returns (samples (draw, ...), diverging (draw,), step size)."""
     import pyro
     from pyro.infer import MCMC, NUTS

@@ -28,10 +28,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer import MCMC, init_to_median
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
-from jax.flatten_util import ravel_pytree
 
 from ..posterior import Posterior
 from ._common import flat_potential, latent_site_names, numpyro_model, stopwatch

@@ -302,7 +302,8 @@ class SliceKernel(MCMCKernel):
             evals = evals + 1
             stay = is_in & jnp.where(on_left, budget_left > 0, budget_right > 0) & (evals < max_evals)
             switch = on_left & ~stay & (budget_right > 0) & (evals < max_evals)
-            return left, right, budget_left, budget_right, stay | switch, on_left & ~switch, evals, steps + is_in.astype(jnp.int32), out_left, out_right
+            steps = steps + is_in.astype(jnp.int32)
+            return left, right, budget_left, budget_right, stay | switch, on_left & ~switch, evals, steps, out_left, out_right
 
         start_left = budget_left > 0
         go = start_left | (budget_right > 0)

@@ -27,7 +27,7 @@ def mlp_classifier(
     """
     widths = [x.shape[-1], *hidden, num_classes]
     h = x
-    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         normal = ppl.dist.Normal(0.0, prior_scale)
         w = ppl.sample(f"w{layer}", normal.expand([fan_in, fan_out]).to_event(2))
         b = ppl.sample(f"b{layer}", normal.expand([fan_out]).to_event(1))

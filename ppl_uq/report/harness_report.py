@@ -27,9 +27,9 @@ from ..harness.attacks import deepfool, lbfgs_attack, min_norm_attack, pgd, sani
 from ..harness.attacks._common import CONVENTIONS, AttackResult, as_predictor
 from ..harness.attacks.transfer import transfer_matrix
 from ..harness.calibration import calibration_summary, confidence_and_correct, plot_reliability, reliability_data
+from ..harness.density import density_confidence, fit_density_confidence, posterior_features
 from ..harness.detection import balanced_adversarial_auroc, misclassification_auroc, ood_auroc
 from ..harness.predictive import check_point_labels, check_points, predictive_log_probs
-from ..harness.density import density_confidence, fit_density_confidence, posterior_features
 from ..harness.robustness import corruption_curve, failure_count
 from ..harness.uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
 from .harness_figures import plot_heatmap, plot_robustness_curves, plot_uncertainty_histograms

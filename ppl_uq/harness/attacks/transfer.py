@@ -30,7 +30,6 @@ probability instead).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Mapping, Sequence
 
 import jax
