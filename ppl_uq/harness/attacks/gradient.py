@@ -92,7 +92,7 @@ def _compiled_pgd(
     keep_best: bool,
     bounded: bool,
 ):
-    """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv, trace (steps + 1,))`` for a batch."""
+    """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv, values (steps + 1, B))`` for a batch."""
     point = point_objective(objective, targeted=targeted)
 
     def draw_indices(key: jax.Array) -> jax.Array:
@@ -120,7 +120,7 @@ def _compiled_pgd(
             best_x = jnp.where(per_point(better, x), x, best_x)
             best_value = jnp.maximum(value, best_value)
             x = _project(x + step_size * _direction(grad, norm), x0, eps, norm, box)
-            return (x, best_x, best_value), jnp.mean(value)
+            return (x, best_x, best_value), value
 
         init = (x, x, jnp.full((x0.shape[0],), -jnp.inf, x0.dtype))
         keys = jax.random.split(key_steps, steps + 1)
@@ -128,23 +128,35 @@ def _compiled_pgd(
         _, final_value = batch_objective(x, labels, draw_indices(keys[steps]))
         if keep_best:
             x = jnp.where(per_point(final_value > best_value, x), x, best_x)
-        return x, jnp.concatenate([trace, jnp.mean(final_value)[None]])
+        return x, jnp.concatenate([trace, final_value[None]])  # trace: (steps + 1, B) per-point values
 
     return jax.jit(run)
 
 
 def _run_batches(predictor: Predictor, x: np.ndarray, labels: np.ndarray, rng_key: jax.Array, static: dict,
                  eps: float, step_size: float, box: tuple | None, batch_size: int):
+    """Attack every batch; return ``(x_adv (N, ...), loss_trace (steps + 1,))``, the trace averaged over the
+    real points only (padding rows excluded).
+
+    Every batch is dispatched before any result is read back, batch i on local device i mod (devices), so
+    with several host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, as the experiments,
+    CLI and tests set) batches run concurrently: XLA runs the batched matrix products over draws on one
+    core each (benchmarks/pgd_vs_torch.py). With one device this is the plain sequential loop.
+    """
     run = _compiled_pgd(predictor.draw_log_prob_fn, predictor.num_draws, bounded=box is not None, **static)
     lo, hi = box if box is not None else (0.0, 0.0)
     size = min(batch_size, x.shape[0])
+    devices = jax.local_devices()
+    pending = []
+    for i, (start, stop) in enumerate(batches(x.shape[0], size)):
+        inputs = (pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size), jax.random.fold_in(rng_key, i))
+        inputs = jax.device_put(inputs, devices[i % len(devices)])
+        pending.append((start, stop, run(*inputs, eps, step_size, lo, hi)))
     x_adv = np.empty_like(x)
     trace_sum = np.zeros(static["steps"] + 1, np.float64)
-    for i, (start, stop) in enumerate(batches(x.shape[0], size)):
-        out, trace = run(pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size),
-                         jax.random.fold_in(rng_key, i), eps, step_size, lo, hi)
+    for start, stop, (out, values) in pending:
         x_adv[start:stop] = np.asarray(out)[: stop - start]
-        trace_sum += np.asarray(trace, np.float64) * (stop - start)
+        trace_sum += np.asarray(values, np.float64)[:, : stop - start].sum(axis=1)
     return x_adv, trace_sum / x.shape[0]
 
 

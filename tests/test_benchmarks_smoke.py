@@ -1,0 +1,59 @@
+"""The attack benchmarks (``benchmarks/pgd_vs_torch.py``, ``benchmarks/deepfool_vs_loop.py``) run end to end at
+tiny sizes, and their implementations agree (no wall-time assertions)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(name: str, argv: list[str]) -> dict:
+    threads = torch.get_num_threads()
+    try:
+        load_benchmark(name).main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads(Path(argv[argv.index("--out") + 1]).read_text())
+
+
+def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path):
+    out = tmp_path / "pgd.json"
+    result = run_main("pgd_vs_torch", ["--quick", "--num-points", "12", "--steps", "3", "--svi-steps", "50",
+                                       "--repeats", "1", "--out", str(out)])
+    agreement = result["agreement"]
+    assert agreement["forward_max_abs_log_prob_diff"] < 1e-4
+    assert agreement["grad_max_rel_err"] < 1e-3
+    assert agreement["fgsm"]["fraction_coordinates_equal"] > 0.99
+    no_start = agreement["pgd_no_random_start"]
+    assert no_start["abs_diff_mean_final_objective"] < 1e-3
+    assert no_start["robust_accuracy"]["jax"] == pytest.approx(no_start["robust_accuracy"]["torch"], abs=0.1)
+    assert result["config"]["num_draws"] == 100
+    assert all(rate > 0 for rate in result["point_steps_per_second_best_of_repeats"].values())
+
+
+def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path):
+    out = tmp_path / "deepfool.json"
+    result = run_main("deepfool_vs_loop", ["--quick", "--num-points", "6", "--svi-steps", "50", "--map-iter", "20",
+                                           "--repeats", "1", "--out", str(out)])
+    assert set(result["models"]) == {"svi-S20", "map-S1"}
+    for entry in result["models"].values():
+        for other, agreement in entry["agreement_with_ours"].items():
+            if other.endswith("_x_diff"):
+                assert agreement == 0.0
+                continue
+            assert agreement["same_success_fraction"] >= 5 / 6, other
+            if agreement["median_rel_l2_diff"] is not None:
+                assert agreement["median_rel_l2_diff"] < 1e-3, other
+        assert all(rate > 0 for rate in entry["points_per_second_best_of_repeats"].values())
