@@ -1,5 +1,5 @@
 """The attack benchmarks (``benchmarks/pgd_vs_torch.py``, ``benchmarks/deepfool_vs_loop.py``) run end to end at
-tiny sizes, and their implementations agree (no wall-time assertions)."""
+tiny sizes, and their implementations agree (no wall-time assertions). About 40 s each: marked slow."""
 
 import importlib.util
 import json
@@ -28,6 +28,7 @@ def run_main(name: str, argv: list[str]) -> dict:
     return json.loads(Path(argv[argv.index("--out") + 1]).read_text())
 
 
+@pytest.mark.slow
 def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path):
     out = tmp_path / "pgd.json"
     result = run_main("pgd_vs_torch", ["--quick", "--num-points", "12", "--steps", "3", "--svi-steps", "50",
@@ -38,11 +39,13 @@ def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path):
     assert agreement["fgsm"]["fraction_coordinates_equal"] > 0.99
     no_start = agreement["pgd_no_random_start"]
     assert no_start["abs_diff_mean_final_objective"] < 1e-3
+    assert no_start["final_trace"]["max_abs_trace_diff"] < 1e-4
     assert no_start["robust_accuracy"]["jax"] == pytest.approx(no_start["robust_accuracy"]["torch"], abs=0.1)
     assert result["config"]["num_draws"] == 100
     assert all(rate > 0 for rate in result["point_steps_per_second_best_of_repeats"].values())
 
 
+@pytest.mark.slow
 def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path):
     out = tmp_path / "deepfool.json"
     result = run_main("deepfool_vs_loop", ["--quick", "--num-points", "6", "--svi-steps", "50", "--map-iter", "20",
@@ -50,8 +53,8 @@ def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path):
     assert set(result["models"]) == {"svi-S20", "map-S1"}
     for entry in result["models"].values():
         for other, agreement in entry["agreement_with_ours"].items():
-            if other.endswith("_x_diff"):
-                assert agreement == 0.0
+            if other.endswith("_x_diff"):  # ours at another batch size
+                assert agreement < 1e-4, other
                 continue
             assert agreement["same_success_fraction"] >= 5 / 6, other
             if agreement["median_rel_l2_diff"] is not None:

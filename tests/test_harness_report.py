@@ -35,7 +35,7 @@ def test_report_writes_every_file_and_no_temporaries(report):
     assert json.loads((out / "harness.json").read_text())["title"] == "digits"
     text = (out / "harness.md").read_text()
     for heading in ("## Calibration", "## Robustness", "## AUROC", "## Transfer", "## Corruptions",
-                    "## Minimum distortion", "## Sanity checks"):
+                    "## Minimum distortion", "## Sanity checks", "## Softmax scaling"):
         assert heading in text
     assert "L-BFGS fits not converged" in text  # the fixture's capped L-BFGS runs are flagged, not hidden
 
@@ -58,6 +58,8 @@ def test_report_numbers_match_the_metric_functions(report, digits_mlp):
         failures = record["deepfool_failures"]
         assert 0 <= failures["density_confidence"] <= failures["num_successful"]
         assert 0 <= failures["max_probability"] <= failures["num_successful"]
+        assert record["softmax_scaling"]["softmax_non_decreasing"]
+        assert 0.0 <= record["auroc"]["max_probability"]["ood_fpr_at_95_tpr"] <= 1.0
         noise = record["corruptions"]["gaussian_noise"]["measures"]
         assert noise["density_confidence_predicted"]["normalised"][0] == pytest.approx(1.0)
     # a single draw has no spread: its mutual information carries no information and is not scored

@@ -27,14 +27,23 @@ from ..harness.attacks import deepfool, lbfgs_attack, min_norm_attack, pgd, sani
 from ..harness.attacks._common import CONVENTIONS, AttackResult, as_predictor
 from ..harness.attacks.transfer import transfer_matrix
 from ..harness.calibration import calibration_summary, confidence_and_correct, plot_reliability, reliability_data
-from ..harness.density import density_confidence, fit_density_confidence, posterior_features
-from ..harness.detection import balanced_adversarial_auroc, misclassification_auroc, ood_auroc
+from ..harness.density import density_confidence, fit_density_confidence, posterior_features, softmax_scaling_demo
+from ..harness.detection import (
+    balanced_adversarial_auroc,
+    fpr_at_tpr,
+    misclassification_auroc,
+    ood_auroc,
+)
 from ..harness.predictive import check_point_labels, check_points, predictive_log_probs
 from ..harness.robustness import corruption_curve, failure_count
 from ..harness.uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
 from .harness_figures import plot_heatmap, plot_robustness_curves, plot_uncertainty_histograms
+from .harness_markdown import harness_markdown
 from .io import atomic_write_json, atomic_write_text
-from .tables import convergence_flags, markdown_table, mcmc_gate_flags
+from .tables import convergence_flags, mcmc_gate_flags
+
+#: Logit scales of the softmax-pathology table (seed 002, Lemma 3.1).
+SCALING_ALPHAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def gate_flags(model: Any) -> list[str]:
@@ -173,6 +182,9 @@ def harness_report(
             for measure in MEASURES:
                 auroc[measure]["ood"] = _auroc_or_none(ood_auroc, measures[measure], ood_measures[measure],
                                                        higher_means=HIGHER_MEANS[measure])
+                auroc[measure]["ood_fpr_at_95_tpr"] = None if auroc[measure]["ood"] is None else fpr_at_tpr(
+                    ood_measures[measure], measures[measure], 0.95,
+                    higher_is_positive=HIGHER_MEANS[measure] == "uncertain")
 
         robustness = []
         for i, eps in enumerate(eps_values):
@@ -213,6 +225,8 @@ def harness_report(
             density = fit_density_confidence(posterior_features(model, train[0]), train[1],
                                              num_classes=predictor.num_classes)
             record["density_cov_scale"] = float(density.cov_scale)
+            record["softmax_scaling"] = softmax_scaling_demo(posterior_features(model, x), SCALING_ALPHAS,
+                                                             density=density)
         if min_distortion_points > 0:
             record["min_distortion"], fooled = _min_distortion(predictor, x[:min_distortion_points],
                                                                y[:min_distortion_points], bounds, batch_size)
@@ -245,7 +259,7 @@ def harness_report(
         "transfer": transfer.to_dict(),
     }
     _write_figures(out, curves, reliability, histograms, correctness, transfer, records, norm, title)
-    atomic_write_text(out / "harness.md", _markdown(payload, transfer))
+    atomic_write_text(out / "harness.md", harness_markdown(payload, transfer))
     atomic_write_json(out / "harness.json", payload)
     return payload
 
@@ -296,97 +310,3 @@ def _write_figures(out, curves, reliability, histograms, correctness, transfer, 
             lines[f"{name} accuracy"] = {"x": curve["levels"], "y": curve["measures"]["accuracy"]["values"]}
         plot_robustness_curves(out / f"corruption_{corruption}.png", lines, ylabel="accuracy",
                                xlabel=corrupted[0][corruption]["level_name"], title=f"{title}: {corruption}")
-
-
-def _markdown(payload: dict[str, Any], transfer: Any) -> str:
-    records = list(payload["models"].values())
-    settings = payload["settings"]
-    calibration = [{**r, "flags": "; ".join(r["flags"]) or "ok"} for r in records]
-    lines = [
-        f"# {payload['title']}",
-        "",
-        f"{payload['num_test_points']} test points; decision: {CONVENTIONS['decision_rule']}.",
-        "",
-        "## Calibration",
-        "",
-        markdown_table(calibration, [("method", "method"), ("s_eval", "S_eval"), ("accuracy", "acc"),
-                                     ("ece", "ECE (width)"), ("ece_mass", "ECE (mass)"), ("mce", "MCE"),
-                                     ("nll", "NLL"), ("brier", "Brier"), ("flags", "gates")]),
-        f"## Robustness: PGD ({settings['norm']}, {settings['steps']} steps, "
-        f"{payload['num_attack_points']} points)",
-        "",
-        f"Robust accuracy: {CONVENTIONS['robust_accuracy']}.",
-        "",
-    ]
-    eps_columns = [(f"eps={e:g}", f"eps={e:g}") for e in settings["eps_values"]]
-    rows = [{"method": r["method"], **{f"eps={p['eps']:g}": p["robust_accuracy"] for p in r["robustness"]}}
-            for r in records]
-    lines += [markdown_table(rows, [("method", "method"), *eps_columns]), "## AUROC", "",
-              "Misclassification: positives = wrong predictions. OOD: positives = OOD inputs. Adversarial "
-              f"(balanced, seed 000): clean-correct attacked points vs successful {settings['detection_attack']} "
-              "examples, subsampled to the smaller count. Scores are oriented by "
-              "each measure's meaning (higher = more uncertain, except max_probability).", ""]
-    auroc_rows = []
-    for r in records:
-        for measure, values in r["auroc"].items():
-            auroc_rows.append({"method": r["method"], "measure": measure, **values})
-    columns = [("method", "method"), ("measure", "measure"), ("misclassification", "misclassification")]
-    if settings["ood_points"]:
-        columns.append(("ood", "OOD"))
-    columns += [("adversarial_balanced", "adversarial (balanced)"), ("adversarial_num_used", "n per class")]
-    lines += [markdown_table(auroc_rows, columns),
-              f"## Transfer ({settings['detection_attack']}): error rate of each model (columns) on "
-              "examples made against each model (rows); noise rows add Gaussian noise of the same sd", "",
-              transfer.to_markdown(), ""]
-    distorted = [r for r in records if "min_distortion" in r]
-    if distorted:
-        rows = [{"method": r["method"], "attack": attack, **values}
-                for r in distorted for attack, values in r["min_distortion"].items()]
-        lines += ["## Minimum distortion (over successful points; rms = sqrt(sum (x' - x)^2 / n))", "",
-                  markdown_table(rows, [("method", "method"), ("attack", "attack"), ("success_rate", "success"),
-                                        ("mean_l2_successful", "mean L2"), ("mean_rms_successful", "mean rms"),
-                                        ("num_points", "points")]),
-                  "Failures (seed 002): successful DeepFool examples whose confidence is higher than on the clean "
-                  "input, by max softmax probability and by density confidence of the predicted class.", "",
-                  markdown_table([{"method": r["method"], **r["deepfool_failures"]} for r in distorted],
-                                 [("method", "method"), ("num_successful", "successful"),
-                                  ("max_probability", "softmax failures"), ("density_confidence", "density failures")])]
-    checked = [r for r in records if "sanity" in r]
-    if checked:
-        rows = []
-        for r in checked:
-            check = r["sanity"]
-            curve = ", ".join(f"{p['n_grad_samples']}: {p['robust_accuracy']:.3f}" for p in check["n_grad_samples"]["curve"])
-            rows.append({"method": r["method"], "eps0": check["eps_zero_identity"]["passed"],
-                         "unbounded": check["unbounded"]["robust_accuracy"],
-                         "fgsm": check["iterative_vs_single_step"]["fgsm_robust_accuracy"],
-                         "pgd": check["iterative_vs_single_step"]["pgd_robust_accuracy"],
-                         "curve": curve, "over": check["n_grad_samples"]["overstatement"],
-                         "failed": ", ".join(check["failed"]) or "none"})
-        lines += ["## Sanity checks (robust accuracy)", "",
-                  markdown_table(rows, [("method", "method"), ("eps0", "eps=0 identity"),
-                                        ("unbounded", "unbounded attack"), ("fgsm", "FGSM"), ("pgd", "PGD"),
-                                        ("curve", "vs n_grad_samples"), ("over", "overstatement"),
-                                        ("failed", "failed")]),
-                  "overstatement: how much higher robust accuracy is under the weakest number of gradient draws "
-                  "than under the strongest (an evaluation with one gradient sample can overstate robustness "
-                  "by this much); the check fails only if the all-draws attack reported above is the weaker.", ""]
-    corrupted = [r for r in records if "corruptions" in r]
-    if corrupted:
-        lines += ["## Corruptions: accuracy, and max-probability confidence normalised to clean = 1", ""]
-        for corruption in corrupted[0]["corruptions"]:
-            levels = corrupted[0]["corruptions"][corruption]["levels"]
-            columns = [("method", "method"), ("measure", "measure")] + [(str(i), f"{lv:g}") for i, lv in enumerate(levels)]
-            rows = []
-            for r in corrupted:
-                curve = r["corruptions"][corruption]["measures"]
-                rows.append({"method": r["method"], "measure": "accuracy",
-                             **{str(i): v for i, v in enumerate(curve["accuracy"]["values"])}})
-                rows.append({"method": r["method"], "measure": "norm. max prob.",
-                             **{str(i): v for i, v in enumerate(curve["max_probability"]["normalised"])}})
-                if "density_confidence_predicted" in curve:
-                    rows.append({"method": r["method"], "measure": "norm. density conf.",
-                                 **{str(i): v for i, v in enumerate(curve["density_confidence_predicted"]["normalised"])}})
-            level_name = corrupted[0]["corruptions"][corruption]["level_name"]
-            lines += [f"### {corruption} ({level_name})", "", markdown_table(rows, columns, digits=2)]
-    return "\n".join(lines) + "\n"
