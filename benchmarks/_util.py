@@ -1,12 +1,16 @@
-"""Shared benchmark helpers: ESS summaries and writing the JSON result."""
+"""Shared benchmark helpers: ESS summaries, timing, torch threads, waiting for a quiet machine and writing
+the JSON result."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,3 +44,44 @@ def write_result(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write_json(path, payload)
     print(json.dumps(payload, indent=2, default=str))
     print(f"wrote {path}")
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """(fastest of ``repeats`` calls, every call's seconds, the last output)."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), times, out
+
+
+def with_threads(threads: int, fn: Callable[[], Any]) -> Any:
+    """Call ``fn()`` with torch limited to ``threads`` intra-op threads; restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def wait_for_quiet_machine(max_minutes: float, max_load: float = 1.5, poll_seconds: float = 30.0) -> dict[str, Any]:
+    """Wait (at most ``max_minutes``) until no pytest process runs and the 1-minute load average is below
+    ``max_load``, polling every ``poll_seconds``; then return what was seen (timing goes ahead either way)."""
+    def pytest_running() -> bool:
+        found = subprocess.run(["pgrep", "-f", "pytest"], capture_output=True, text=True)
+        return bool(found.stdout.strip())
+
+    start = time.perf_counter()
+    seen = {"load_average_before_wait": os.getloadavg(), "pytest_running_before_wait": pytest_running()}
+    quiet = not seen["pytest_running_before_wait"] and seen["load_average_before_wait"][0] < max_load
+    while not quiet and time.perf_counter() - start < 60.0 * max_minutes:
+        time.sleep(poll_seconds)
+        quiet = not pytest_running() and os.getloadavg()[0] < max_load
+    return {**seen, "waited_seconds": time.perf_counter() - start, "quiet_when_timing_started": quiet,
+            "pytest_running_when_timing_started": pytest_running(),
+            "load_average_when_timing_started": os.getloadavg(), "max_wait_minutes": max_minutes,
+            "max_load": max_load}

@@ -1,5 +1,6 @@
 """The attack benchmarks (``benchmarks/pgd_vs_torch.py``, ``benchmarks/deepfool_vs_loop.py``) run end to end at
-tiny sizes, and their implementations agree (no wall-time assertions). About 40 s each: marked slow."""
+tiny sizes, and their implementations agree (no wall-time assertions). Each takes ~30 s
+alone (SVI and MAP fits, compiles): marked slow."""
 
 import importlib.util
 import json
@@ -12,27 +13,28 @@ torch = pytest.importorskip("torch")
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_benchmark(name: str):
+def load_benchmark(name: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their shared benchmarks/_util.py
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def run_main(name: str, argv: list[str]) -> dict:
+def run_main(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
     threads = torch.get_num_threads()
     try:
-        load_benchmark(name).main(argv)
+        load_benchmark(name, monkeypatch).main(argv)
     finally:
         torch.set_num_threads(threads)
     return json.loads(Path(argv[argv.index("--out") + 1]).read_text())
 
 
 @pytest.mark.slow
-def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path):
+def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path, monkeypatch):
     out = tmp_path / "pgd.json"
     result = run_main("pgd_vs_torch", ["--quick", "--num-points", "12", "--steps", "3", "--svi-steps", "50",
-                                       "--repeats", "1", "--out", str(out)])
+                                       "--repeats", "1", "--out", str(out)], monkeypatch)
     agreement = result["agreement"]
     assert agreement["forward_max_abs_log_prob_diff"] < 1e-4
     assert agreement["grad_max_rel_err"] < 1e-3
@@ -46,16 +48,13 @@ def test_pgd_benchmark_runs_and_both_sides_agree(tmp_path):
 
 
 @pytest.mark.slow
-def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path):
+def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path, monkeypatch):
     out = tmp_path / "deepfool.json"
     result = run_main("deepfool_vs_loop", ["--quick", "--num-points", "6", "--svi-steps", "50", "--map-iter", "20",
-                                           "--repeats", "1", "--out", str(out)])
+                                           "--repeats", "1", "--out", str(out)], monkeypatch)
     assert set(result["models"]) == {"svi-S20", "map-S1"}
     for entry in result["models"].values():
         for other, agreement in entry["agreement_with_ours"].items():
-            if other.endswith("_x_diff"):  # ours at another batch size
-                assert agreement < 1e-4, other
-                continue
             assert agreement["same_success_fraction"] >= 5 / 6, other
             if agreement["median_rel_l2_diff"] is not None:
                 assert agreement["median_rel_l2_diff"] < 1e-3, other
