@@ -59,7 +59,8 @@ def plot_uncertainty_histograms(
     """
     methods = list(measures)
     names = list(next(iter(measures.values())))
-    figure = _figure(3.0 * len(names), 2.2 * len(methods) + 0.6)
+    height = 2.2 * len(methods) + 0.9
+    figure = _figure(3.0 * len(names), height)
     axes = figure.subplots(len(methods), len(names), squeeze=False)
     for i, method in enumerate(methods):
         hit = np.asarray(correct[method], bool)
@@ -67,17 +68,21 @@ def plot_uncertainty_histograms(
             ax = axes[i][j]
             values = np.asarray(measures[method][name], float)
             edges = np.histogram_bin_edges(values, bins=30)
-            ax.hist(values[hit], bins=edges, alpha=0.6, density=True, label=f"correct ({hit.sum()})")
+            # stepfilled: one polygon per histogram instead of a patch per bar (a 10 x 5 grid drew in 8 s)
+            ax.hist(values[hit], bins=edges, alpha=0.6, density=True, histtype="stepfilled",
+                    label=f"correct ({hit.sum()})")
             if (~hit).any():
-                ax.hist(values[~hit], bins=edges, alpha=0.6, density=True, label=f"wrong ({(~hit).sum()})")
+                ax.hist(values[~hit], bins=edges, alpha=0.6, density=True, histtype="stepfilled",
+                        label=f"wrong ({(~hit).sum()})")
             if i == 0:
                 ax.set_title(name, fontsize=9)
             if j == 0:
                 ax.set_ylabel(method, fontsize=9)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6)
-    figure.suptitle(title)
-    figure.tight_layout()
+    figure.suptitle(title, y=1 - 0.15 / height)
+    # fixed margins, in inches at the top: tight_layout over 50 axes took seconds
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.35 / height, top=1 - 0.75 / height, wspace=0.3, hspace=0.35)
     atomic_savefig(path, figure, dpi=110)
 
 
