@@ -5,15 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from affine import affine_model
 
 from ppl_uq.harness.attacks import AttackResult, deepfool, fgsm, pgd, point_objective, sphere
 from ppl_uq.harness.attacks.sanity import sanity_checks, with_sanity
-
-
-def affine_model(weights, bias):
-    """log_prob_fn of the affine softmax ensemble z_s = x @ W_s.T + b_s; weights (S, C, D), bias (S, C)."""
-    weights, bias = jnp.asarray(weights), jnp.asarray(bias)
-    return lambda x: jax.nn.log_softmax(jnp.einsum("nd,scd->snc", x, weights) + bias[:, None, :], axis=-1)
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,13 @@
 """Minimum-distortion attacks: Szegedy's box-constrained L-BFGS and Zhang & Chen's gradient min-norm
 attack. Closed-form distances on affine softmax models, a real MLP posterior (digits), argument checks."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from affine import affine_model
 
 from ppl_uq.harness.attacks.lbfgs import lbfgs_attack
 from ppl_uq.harness.attacks.min_norm import min_norm_attack
-
-
-def affine_model(weights, bias):
-    """log_prob_fn of the affine softmax z = x @ W.T + b, one draw (S = 1); weights (C, D), bias (C,)."""
-    weights, bias = jnp.asarray(weights, jnp.float32), jnp.asarray(bias, jnp.float32)
-    return lambda x: jax.nn.log_softmax(x @ weights.T + bias, axis=-1)[None]
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,15 @@ as the attacks' own robust accuracy, matched-noise rows, the resampled entry, an
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from affine import affine_model
 
 from ppl_uq.harness.attacks.gradient import pgd
 from ppl_uq.harness.attacks.lbfgs import lbfgs_attack
 from ppl_uq.harness.attacks.min_norm import min_norm_attack
 from ppl_uq.harness.attacks.transfer import TransferMatrix, resampled_entry, transfer_matrix
 from ppl_uq.harness.predictive import evaluate_predictive
-
-
-def affine_model(weights, bias):
-    """log_prob_fn of the affine softmax z = x @ W.T + b, one draw; weights (C, D), bias (C,)."""
-    weights, bias = jnp.asarray(weights, jnp.float32), jnp.asarray(bias, jnp.float32)
-    return lambda x: jax.nn.log_softmax(x @ weights.T + bias, axis=-1)[None]
 
 
 @pytest.fixture(scope="module")

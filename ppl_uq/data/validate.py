@@ -1,4 +1,5 @@
-"""Checks on data given to the toolkit: clear errors that name the argument and what is allowed."""
+"""Checks on data and scalar arguments given to the toolkit: clear errors that name the argument and what
+is allowed. (Backend options, which come as a mapping, are checked in ``ppl_uq.inference._options``.)"""
 
 from __future__ import annotations
 
@@ -54,3 +55,37 @@ def check_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
             f"classes); found values from {low} to {high}"
         )
     return labels.astype(np.int32)
+
+
+def check_bounds(bounds: Any, x: np.ndarray) -> tuple[float, float] | None:
+    """``None`` (unbounded) or a pair ``(lo, hi)`` with lo < hi that contains every entry of ``x``."""
+    if bounds is None:
+        return None
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be None or a pair (lo, hi) of numbers, got {bounds!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds must satisfy lo < hi, both finite; got {bounds!r}")
+    if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
+        raise ValueError(f"x lies outside bounds {bounds!r}: its values range from {x.min()} to {x.max()}")
+    return lo, hi
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: bool = False) -> Any:
+    """Return ``value`` (a float, or an int when ``integer``) if it is > 0 (>= 0 with ``allow_zero``), else raise."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise naming both."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value

@@ -17,21 +17,16 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from ..data.validate import as_finite_array
+from ..data.validate import as_finite_array, check_bounds, check_positive
 
 BLUR_MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
 
 
 def _check_bounded(array: np.ndarray, bounds: Any) -> tuple[np.ndarray, tuple[float, float]]:
     """Return ``(array as float32 clipped to the bounds, (lo, hi))``, or raise if ``array`` leaves them."""
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"bounds must satisfy lo < hi, both finite; got {bounds!r}")
-    if array.min() < lo - 1e-6 or array.max() > hi + 1e-6:
-        raise ValueError(f"x lies outside bounds {bounds!r}: its values range from {array.min()} to {array.max()}")
+    if bounds is None:
+        raise ValueError("bounds must be a pair (lo, hi) of numbers: the corruptions clip to the valid range")
+    lo, hi = check_bounds(bounds, array)
     return np.clip(array.astype(np.float32), lo, hi), (lo, hi)
 
 
@@ -60,13 +55,6 @@ def check_image_shape(image_shape: Any, num_values: int) -> tuple[int, ...]:
     return shape
 
 
-def _check_level(name: str, value: Any) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def _check_quality(quality: Any) -> int:
     ok = isinstance(quality, (int, np.integer, float, np.floating)) and not isinstance(quality, bool)
     if not ok or not np.isfinite(quality) or quality != int(quality) or not 1 <= quality <= 100:
@@ -86,7 +74,7 @@ def gaussian_noise(rng_key: jax.Array, x: Any, sd: float, bounds: tuple[float, f
     Returns:
         float32 array, the shape of ``x``.
     """
-    sd = _check_level("sd", sd)
+    sd = check_positive("sd", sd, allow_zero=True)
     image, (lo, hi) = _check_bounded(as_finite_array(x, "x", min_ndim=2), bounds)
     if sd == 0:
         return image
@@ -120,10 +108,10 @@ def gaussian_blur(
     """
     from scipy.ndimage import gaussian_filter
 
-    sigma = _check_level("sigma", sigma)
+    sigma = check_positive("sigma", sigma, allow_zero=True)
     if mode not in BLUR_MODES:
         raise ValueError(f"mode must be one of {BLUR_MODES}, got {mode!r}")
-    truncate = _check_level("truncate", truncate)
+    truncate = check_positive("truncate", truncate, allow_zero=True)
     images, shape, (lo, hi) = _check_images(x, image_shape, bounds)
     if sigma == 0:
         return images
@@ -194,7 +182,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         default_levels=tuple(round(0.1 * i, 1) for i in range(11)),
         identity_level=0.0,
         apply=lambda rng_key, x, level, image_shape, bounds: gaussian_noise(rng_key, x, level, bounds),
-        check_level=lambda level: _check_level("sd", level),
+        check_level=lambda level: check_positive("sd", level, allow_zero=True),
     ),
     "gaussian_blur": Corruption(
         name="gaussian_blur",
@@ -202,7 +190,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         default_levels=tuple(round(0.2 * i, 1) for i in range(11)),
         identity_level=0.0,
         apply=lambda rng_key, x, level, image_shape, bounds: gaussian_blur(x, level, image_shape, bounds=bounds),
-        check_level=lambda level: _check_level("sigma", level),
+        check_level=lambda level: check_positive("sigma", level, allow_zero=True),
     ),
     "jpeg": Corruption(
         name="jpeg",

@@ -81,7 +81,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.validate import as_finite_array, check_labels
+from ..data.validate import as_finite_array, check_labels, check_positive
 from .predictive import batches, check_batch_size, check_points, pad_rows
 
 #: Covariance scale chosen on the digits data (see the module docstring for the measurements).
@@ -102,13 +102,6 @@ class DensityConfidence(NamedTuple):
     variances: jax.Array
     log_priors: jax.Array
     cov_scale: float
-
-
-def _check_positive(name: str, value: Any) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def fit_density_confidence(
@@ -147,8 +140,8 @@ def fit_density_confidence(
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     labels = check_labels(labels, int(num_classes))
-    cov_scale = _check_positive("cov_scale", cov_scale)
-    min_var = _check_positive("min_var", min_var)
+    cov_scale = check_positive("cov_scale", cov_scale)
+    min_var = check_positive("min_var", min_var)
 
     counts = np.bincount(labels, minlength=num_classes)
     absent = np.flatnonzero(counts == 0)

@@ -115,6 +115,11 @@ def normalised_predictive_log_mean(scores: jax.Array) -> jax.Array:
     return predictive_log_mean(jax.nn.log_softmax(scores, axis=-1))
 
 
+def compiled_predictive(log_prob_fn: LogProbFn) -> Callable[[jax.Array], jax.Array]:
+    """The jitted ``x (n, ...) -> log p_hat (n, C)`` of ``log_prob_fn``, compiled once per model and shape."""
+    return compiled_reduction(log_prob_fn, normalised_predictive_log_mean)
+
+
 def predictive_log_probs(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 1000) -> np.ndarray:
     """log p_hat(c | x) for every point, computed ``batch_size`` points at a time.
 
@@ -124,16 +129,11 @@ def predictive_log_probs(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 10
     batch_size = check_batch_size(batch_size)
     num_draws, num_classes = output_shape(log_prob_fn, x)
     size = min(batch_size, x.shape[0])
-    compute = compiled_reduction(log_prob_fn, normalised_predictive_log_mean)
+    compute = compiled_predictive(log_prob_fn)
     out = np.empty((x.shape[0], num_classes), np.float32)
     for start, stop in batches(x.shape[0], size):
         out[start:stop] = np.asarray(compute(pad_rows(x[start:stop], size)))[: stop - start]
     return out
-
-
-def _normalised(log_prob_fn: LogProbFn, x: jax.Array) -> jax.Array:
-    """``log_softmax`` over classes of ``log_prob_fn(x)``: (S, n, C) log-probabilities."""
-    return jax.nn.log_softmax(log_prob_fn(x), axis=-1)
 
 
 def _point_metrics(log_mean: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -171,7 +171,7 @@ def evaluate_predictive(
 
     @jax.jit
     def chunk_sums(xb: jax.Array, yb: jax.Array, valid: jax.Array) -> jax.Array:
-        correct, confidence, nll = _point_metrics(predictive_log_mean(_normalised(log_prob_fn, xb)), yb)
+        correct, confidence, nll = _point_metrics(normalised_predictive_log_mean(log_prob_fn(xb)), yb)
         return jnp.stack([jnp.sum(v * valid) for v in (correct, confidence, nll)])
 
     totals = np.zeros(3, np.float64)

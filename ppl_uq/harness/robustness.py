@@ -30,8 +30,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from ..data.validate import as_finite_array
-from .attacks._common import as_predictor, check_bounds
+from ..data.validate import as_finite_array, check_bounds
+from .attacks._common import as_predictor
 from .corruptions import check_image_shape, get_corruption
 from .density import DensityConfidence, density_confidence, posterior_features
 from .predictive import DECISION_RULE, check_batch_size, check_point_labels, check_points, predictive_log_probs

@@ -56,19 +56,12 @@ def gate_flags(model: Any) -> list[str]:
     return flags
 
 
-def _auroc_or_none(function: Any, *args: Any, **kwargs: Any) -> float | None:
-    """An AUROC, or ``None`` when it carries no information: one of its two groups is empty (a model with
-    no mistakes), or the score is the same for every point (mutual information and variance of a single
-    draw, S = 1), where the AUROC would be a meaningless 0.5."""
-    scores = np.concatenate([np.ravel(a) for a in args if np.ndim(a) and np.asarray(a).dtype.kind == "f"])
-    if scores.size and np.ptp(scores) == 0:
-        return None
-    try:
-        return function(*args, **kwargs)
-    except ValueError as err:
-        if "is empty" in str(err) or "needs both kinds" in str(err):
-            return None
-        raise
+def _informative(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether an AUROC between two groups of scores means anything: both groups are non-empty (a model
+    may make no mistakes) and the scores are not all equal (mutual information and variance of a single
+    draw, S = 1, are 0 everywhere, where the AUROC would be a meaningless 0.5). Otherwise the report
+    shows "—"."""
+    return len(first) > 0 and len(second) > 0 and np.ptp(np.concatenate([first, second])) > 0
 
 
 def _check_models(models: Mapping[str, Any], x: np.ndarray) -> dict[str, Any]:
@@ -174,17 +167,22 @@ def harness_report(
         histograms[name], correctness[name] = measures, correct.astype(bool)
 
         auroc: dict[str, dict[str, Any]] = {m: {} for m in MEASURES}
+        hit = correct.astype(bool)
         for measure in MEASURES:
-            auroc[measure]["misclassification"] = _auroc_or_none(
-                misclassification_auroc, measures[measure], correct.astype(bool), higher_means=HIGHER_MEANS[measure])
+            scores = measures[measure]
+            auroc[measure]["misclassification"] = (
+                misclassification_auroc(scores, hit, higher_means=HIGHER_MEANS[measure])
+                if _informative(scores[hit], scores[~hit]) else None)
         if x_ood is not None:
             ood_measures = uncertainty_measures(predictor.log_prob_fn, x_ood)
             for measure in MEASURES:
-                auroc[measure]["ood"] = _auroc_or_none(ood_auroc, measures[measure], ood_measures[measure],
-                                                       higher_means=HIGHER_MEANS[measure])
-                auroc[measure]["ood_fpr_at_95_tpr"] = None if auroc[measure]["ood"] is None else fpr_at_tpr(
-                    ood_measures[measure], measures[measure], 0.95,
-                    higher_is_positive=HIGHER_MEANS[measure] == "uncertain")
+                scores_in, scores_out = measures[measure], ood_measures[measure]
+                informative = _informative(scores_in, scores_out)
+                auroc[measure]["ood"] = (ood_auroc(scores_in, scores_out, higher_means=HIGHER_MEANS[measure])
+                                         if informative else None)
+                auroc[measure]["ood_fpr_at_95_tpr"] = (
+                    fpr_at_tpr(scores_out, scores_in, 0.95, higher_is_positive=HIGHER_MEANS[measure] == "uncertain")
+                    if informative else None)
 
         robustness = []
         for i, eps in enumerate(eps_values):
@@ -209,8 +207,7 @@ def harness_report(
         for measure in MEASURES:
             clean_scores = clean_measures[measure][detection.clean_correct]
             adv_scores = adv_measures[measure][detection.success]
-            constant = len(clean_scores) and len(adv_scores) and np.ptp(np.r_[clean_scores, adv_scores]) == 0
-            if len(clean_scores) and len(adv_scores) and not constant:
+            if _informative(clean_scores, adv_scores):
                 balanced = balanced_adversarial_auroc(clean_scores, adv_scores, rng_key=key_balance,
                                                       higher_means=HIGHER_MEANS[measure])
                 auroc[measure]["adversarial_balanced"] = balanced.auroc

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...data.validate import check_bounds, check_choice, check_positive
 from ..predictive import (
     check_batch_size,
     check_point_labels,
@@ -196,14 +197,17 @@ def finish(
     settings: dict[str, Any],
     batch_size: int,
     log_predictive_clean: np.ndarray | None = None,
+    log_predictive_adv: np.ndarray | None = None,
     per_point: dict[str, np.ndarray] | None = None,
 ) -> AttackResult:
-    """Score clean and adversarial inputs on all S_eval draws and assemble an ``AttackResult``."""
+    """Score clean and adversarial inputs on all S_eval draws (unless the attack already did, passing
+    ``log_predictive_clean`` / ``log_predictive_adv`` (N, C)) and assemble an ``AttackResult``."""
     if not np.all(np.isfinite(x_adv)):
         raise FloatingPointError(f"{attack}: the attack produced NaN or inf inputs (see its loss_trace)")
     if log_predictive_clean is None:
         log_predictive_clean = predictive_log_probs(predictor.log_prob_fn, x, batch_size=batch_size)
-    log_predictive_adv = predictive_log_probs(predictor.log_prob_fn, x_adv, batch_size=batch_size)
+    if log_predictive_adv is None:
+        log_predictive_adv = predictive_log_probs(predictor.log_prob_fn, x_adv, batch_size=batch_size)
     for name, value in (("clean", log_predictive_clean), ("adversarial", log_predictive_adv)):
         if np.isnan(value).any():
             raise FloatingPointError(f"{attack}: the model returned NaN log-probabilities on the {name} inputs")
@@ -263,40 +267,6 @@ def check_inputs(model: Any, x: Any, y: Any, target: Any = None) -> tuple[Predic
         if np.any(targets == labels):
             raise ValueError(f"target must differ from y at every point; equal at {int(np.sum(targets == labels))}")
     return predictor, x, labels, targets
-
-
-def check_bounds(bounds: Any, x: np.ndarray) -> tuple[float, float] | None:
-    """``None`` (unbounded) or a pair ``(lo, hi)`` with lo < hi that contains every entry of ``x``."""
-    if bounds is None:
-        return None
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be None or a pair (lo, hi) of numbers, got {bounds!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"bounds must satisfy lo < hi, both finite; got {bounds!r}")
-    if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-        raise ValueError(f"x lies outside bounds {bounds!r}: its values range from {x.min()} to {x.max()}")
-    return lo, hi
-
-
-def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: bool = False) -> Any:
-    """Return ``value`` (a float, or an int when ``integer``) if it is > 0 (>= 0 with ``allow_zero``), else raise."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise naming both."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
 
 
 def flat_norm(array: jax.Array) -> jax.Array:

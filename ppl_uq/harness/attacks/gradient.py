@@ -265,4 +265,4 @@ def sphere(model: Any, x: Any, y: Any, **options: Any) -> AttackResult:
     found = sphere_attack(predictor.log_prob_fn, x, labels, **options)
     return finish(predictor, attack="sphere", x=x, x_adv=found.x_adv, y=labels, target=found.target,
                   loss_trace=found.objective_trace, settings=found.settings,
-                  batch_size=found.settings["batch_size"])
+                  batch_size=found.settings["batch_size"], log_predictive_adv=found.log_predictive)

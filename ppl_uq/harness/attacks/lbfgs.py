@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ..predictive import batches, compiled_reduction, normalised_predictive_log_mean, pad_rows, predictive_log_probs
+from ..predictive import batches, compiled_predictive, pad_rows, predictive_log_probs
 from ._common import (
     AttackResult,
     check_batch_size,
@@ -86,12 +86,6 @@ def _compiled_objective(log_prob_fn: Any, objective: str):
         return jnp.sum(values), values
 
     return jax.jit(jax.value_and_grad(batch_objective, has_aux=True))
-
-
-def _compiled_log_predictive(log_prob_fn: Any):
-    """A jitted ``x (B, ...) -> (B, C)`` log p_hat, the computation ``predictive_log_probs`` does per chunk
-    (the same cached compiled function)."""
-    return compiled_reduction(log_prob_fn, normalised_predictive_log_mean)
 
 
 def check_c_values(c_values: Any) -> np.ndarray:
@@ -260,7 +254,7 @@ def lbfgs_attack(
         targets = np.argmax(wrong, axis=1).astype(np.int32)
 
     value_and_grad = _compiled_objective(predictor.log_prob_fn, objective)
-    log_predictive = _compiled_log_predictive(predictor.log_prob_fn)
+    log_predictive = compiled_predictive(predictor.log_prob_fn)
     size = min(batch_size, x.shape[0])
     x_adv = np.empty_like(x)
     c_used = np.empty(x.shape[0])

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from ..predictive import batches, check_point_labels, compiled_reduction, normalised_predictive_log_mean, pad_rows
+from ..predictive import batches, check_point_labels, compiled_predictive, pad_rows
 from ._common import AttackResult, as_predictor, check_batch_size, check_bounds, check_positive
 
 CONVENTION = (
@@ -104,15 +104,9 @@ class TransferMatrix:
         return "\n".join(lines)
 
 
-def _compiled_log_predictive(log_prob_fn: Any):
-    """A jitted ``x (B, ...) -> (B, C)`` log p_hat, the computation ``predictive_log_probs`` does per chunk
-    (the same cached compiled function)."""
-    return compiled_reduction(log_prob_fn, normalised_predictive_log_mean)
-
-
 def _decisions(log_prob_fn: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     """(N,) argmax of the predictive mean, in the padded chunks ``predictive_log_probs`` uses."""
-    compute = _compiled_log_predictive(log_prob_fn)
+    compute = compiled_predictive(log_prob_fn)
     size = min(batch_size, x.shape[0])
     out = np.empty(x.shape[0], np.int64)
     for start, stop in batches(x.shape[0], size):
