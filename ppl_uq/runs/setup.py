@@ -1,0 +1,72 @@
+"""Process set-up in one place: the CLI, the experiment scripts, the benchmarks, the tests and every dask
+worker call ``configure_process`` (the workers through the ``WorkerSetup`` plugin).
+
+It sets, before JAX creates its CPU backend:
+- two host devices (``--xla_force_host_platform_device_count=2``), so two MCMC chains run in parallel and
+  every process compiles the same programs (so any executor gives the same numbers);
+- JAX's persistent compilation cache, bounded in size (least recently used entries are evicted);
+- PyTorch's thread count for Pyro's samplers (1 is faster on two cores).
+
+The library itself (models, inference, harness) never changes these settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+#: Host devices every process gets (parallel chains; the same compiled programs everywhere).
+HOST_DEVICES = 2
+#: Bound on the persistent compilation cache (bytes); JAX evicts the least recently used entries beyond it.
+CACHE_MAX_BYTES = 256 * 2**20
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/ppl-uq/jax`` or ``~/.cache/ppl-uq/jax``: remove it to clear the cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ppl-uq" / "jax"
+
+
+def set_host_devices(count: int = HOST_DEVICES) -> None:
+    """Ask XLA for ``count`` CPU devices (effective only before JAX's backend starts; an explicit
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` is kept)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None, max_bytes: int = CACHE_MAX_BYTES) -> Path:
+    """Turn on JAX's persistent compilation cache in ``path`` (default ``default_cache_dir()``), bounded
+    to ``max_bytes``; return the folder.
+
+    A redraw compiles the same XLA programs as the first fit; with the cache it loads them (a NUTS redraw
+    went from 7 s to 0.7 s), and a rerun of an experiment skips compilation.
+    """
+    import jax
+
+    folder = Path(path) if path is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
+    return folder
+
+
+def configure_process(*, host_devices: int = HOST_DEVICES, cache_dir: str | os.PathLike[str] | None = None,
+                      compilation_cache: bool = True, torch_threads: int | None = 1) -> dict[str, Any]:
+    """Set up this process for ppl-uq work (see the module docstring); returns what was set."""
+    set_host_devices(host_devices)
+    settings: dict[str, Any] = {"xla_flags": os.environ["XLA_FLAGS"]}
+    if compilation_cache:
+        settings["compilation_cache"] = str(enable_compilation_cache(cache_dir))
+    if torch_threads is not None:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+            settings["torch_threads"] = torch_threads
+    return settings
