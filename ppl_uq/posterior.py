@@ -3,12 +3,36 @@
 Every backend returns one. It holds draws of every latent site shaped (chain, draw, ...), the method and
 its resolved options, per-draw sample statistics (divergences, tree depth, ... for MCMC), optimiser loss
 traces, cost, and can (1) evaluate log p(y | x, theta_s) for all draws, (2) convert itself to ArviZ
-InferenceData, and (3) make an independent posterior by the same method (``redraw``).
+InferenceData, (3) make an independent posterior by the same method (``redraw``), and (4) save itself to an
+ArviZ NetCDF file that ``load_posterior`` reads back in any process (never a pickle).
+
+Kinds (``Posterior.kind``, each backend module's ``KIND``), the family a method's draws come from:
+
+- ``"mcmc"``: Markov chains (``nuts``, ``slice``, ``pyro-nuts``); R-hat / ESS / divergences apply.
+- ``"optimisation"``: a point estimate (``map``).
+- ``"variational"``: draws from a fitted approximating distribution q (``svi``, ``ml-mixture``, and
+  ``laplace``: its q is the Gaussian at the MAP).
+- ``"ensemble"``: one optimum per member (``bootstrap``, ``deep-ensemble``).
+
+The file (``Posterior.save``): the groups of ``to_inference_data()`` (``posterior``, ``sample_stats``,
+``observed_data`` (y), ``loss_trace``), plus ``constant_data`` (x, the inputs the posterior was fitted
+to, which ``redraw`` refits on) and ``ppl_uq_arrays`` (arrays found in the options, info or the model's
+hyper-parameters); the root attributes hold ``ppl_uq_format``, ``method``, ``kind`` and, as JSON,
+``options``, ``cost``, ``info`` and ``model`` (the identity of a zoo model, ``ppl_uq.models.registry``,
+or null). In the JSON an array is ``{"__ndarray__": name}`` (a variable of ``ppl_uq_arrays``; a NumPy
+scalar is ``{"__npscalar__": name}``), a tuple ``{"__tuple__": [...]}`` and a non-finite float
+``{"__float__": "nan" | "inf" | "-inf"}``, so everything comes back with its type and bits.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import jax
@@ -16,9 +40,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from .models.handles import numpyro_handle
+from .models.registry import describe_model, model_from_identity, model_identity
 
-#: Methods whose draws come from a Markov chain: their R-hat / ESS / divergences are gated.
-MCMC_METHODS = frozenset({"nuts", "slice", "pyro-nuts"})
+#: The kinds of inference method (module docstring); ``Posterior.kind`` is one of them or None.
+KINDS: tuple[str, ...] = ("mcmc", "optimisation", "variational", "ensemble")
+
+#: The version of the file layout ``Posterior.save`` writes; ``load_posterior`` reads this one.
+FILE_FORMAT = 1
+
+#: The NetCDF library used to write and read posterior files (ArviZ's default).
+NETCDF_ENGINE = "h5netcdf"
+
+#: The file group holding arrays found in the options, info and model hyper-parameters.
+ARRAYS_GROUP = "ppl_uq_arrays"
+
+
+class PosteriorFileError(ValueError):
+    """A file that is not a readable posterior file (not NetCDF, or NetCDF without the ppl_uq layout)."""
+
+
+def backend_kind(method: str) -> str | None:
+    """The ``KIND`` of the backend module named ``method``, or None when ``method`` is no backend."""
+    from .inference import BACKENDS  # imported at call time: ppl_uq.inference imports this module
+
+    if method not in BACKENDS:
+        return None
+    return importlib.import_module(BACKENDS[method]).KIND
 
 
 def _model_logits_fn(model: Callable[..., Any]) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
@@ -42,6 +89,8 @@ class Posterior:
 
     Attributes:
         method: the backend name (``"nuts"``, ``"laplace"``, ...).
+        kind: one of ``KINDS`` (see the module docstring), or None for a hand-made posterior of no known
+            kind. When not given it is the ``KIND`` of the backend named ``method``.
         model: the model declaration ``model(ppl, x, y=None)`` with its hyper-parameters bound.
         draws: latent site name -> array of shape (chain, draw, *site_shape), constrained space.
         options: the backend's resolved options (defaults filled in).
@@ -50,6 +99,10 @@ class Posterior:
         loss_trace: optimiser loss per step, (steps,) or (members, steps); ``None`` for samplers.
         cost: ``fit_seconds``, and where known ``compile_seconds``, ``sample_seconds``, ``grad_evals``.
         info: anything else a backend reports (e.g. the Laplace jitter, the slice sampler's mode).
+        observed: the data ``(x, y)`` the posterior was fitted to (what ``refit`` fits again), or None.
+
+    ``redraw_fn(key) -> Posterior``, when given, is how ``redraw`` makes an independent posterior
+    (e.g. fresh draws from the same fitted q); without it ``redraw`` refits (``refit``).
     """
 
     def __init__(
@@ -65,13 +118,19 @@ class Posterior:
         info: Mapping[str, Any] | None = None,
         observed: tuple[Any, Any] | None = None,
         redraw_fn: Callable[[jax.Array], "Posterior"] | None = None,
+        kind: str | None = None,
     ) -> None:
         if not draws:
             raise ValueError("a Posterior needs at least one latent site")
+        if kind is None:
+            kind = backend_kind(method)
+        elif kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)} or None, got {kind!r}")
         shapes = {name: np.shape(value)[:2] for name, value in draws.items()}
         if len(set(shapes.values())) != 1 or any(len(s) != 2 for s in shapes.values()):
             raise ValueError(f"every site must be shaped (chain, draw, ...); got leading dims {shapes}")
         self.method = method
+        self.kind = kind
         self.model = model
         self.draws = {name: np.asarray(value) for name, value in draws.items()}
         self.options = dict(options)
@@ -171,16 +230,37 @@ class Posterior:
     # -- resampling ---------------------------------------------------------------------------
     def redraw(self, rng_key: jax.Array) -> "Posterior":
         """An independent posterior made by the same method and options (fresh chain, fresh draws
-        from q, a new bootstrap ensemble); used for the resampled error."""
-        if self._redraw_fn is None:
-            raise NotImplementedError(f"{self.method}: this posterior was built without a redraw function")
-        return self._redraw_fn(rng_key)
+        from q, a new bootstrap ensemble); used for the resampled error.
+
+        Uses the backend's ``redraw_fn`` when it gave one (NUTS reuses its compiled sampler; Laplace
+        and the variational backends draw again from the same fitted q), else ``refit``. A loaded
+        posterior always refits: its q is not rebuilt.
+        """
+        if self._redraw_fn is not None:
+            return self._redraw_fn(rng_key)
+        return self.refit(rng_key)
+
+    def refit(self, rng_key: jax.Array) -> "Posterior":
+        """A new Posterior from ``ppl_uq.fit(self.method, self.model, self.observed, rng_key=rng_key,
+        **self.options)``: the same backend, resolved options and data, a new key.
+
+        Raises ``NotImplementedError`` for a posterior without ``observed`` data or whose method is
+        not a backend (a hand-made posterior).
+        """
+        from .inference import BACKENDS, fit  # imported at call time: ppl_uq.inference imports this module
+
+        if self.observed is None or self.method not in BACKENDS:
+            raise NotImplementedError(
+                f"{self.method}: this posterior cannot be refitted (it needs a backend name as method and "
+                "the observed data (x, y)) and was built without a redraw function"
+            )
+        return fit(self.method, self.model, self.observed, rng_key=rng_key, **self.options)
 
     # -- diagnostics --------------------------------------------------------------------------
     @property
     def is_mcmc(self) -> bool:
-        """True when the draws come from Markov chains (R-hat / ESS / divergences apply)."""
-        return self.method in MCMC_METHODS
+        """True when the draws come from Markov chains (``kind == "mcmc"``: R-hat / ESS / divergences apply)."""
+        return self.kind == "mcmc"
 
     def diagnostics(self) -> dict[str, float]:
         """Convergence summary over all latent coordinates.
@@ -235,12 +315,249 @@ class Posterior:
             warnings.simplefilter("ignore", RuntimeWarning)  # sd of one draw: NaN, said above
             return az.summary(self.to_inference_data(), **{"kind": "stats", **kwargs})
 
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this posterior to ``path`` as an ArviZ NetCDF file (layout in the module docstring);
+        return the path. ``load_posterior(path)`` reads it back.
+
+        The write is atomic (a temporary file beside ``path``, renamed over it), and the file gets the
+        mode ``0o666`` less the umask. Raises ``TypeError`` naming the entry when the options, cost or
+        info hold a value with no file form (only ``None``, booleans, numbers, strings, numeric arrays
+        and lists, tuples and string-keyed dicts of those are saved).
+        """
+        idata = self._file_inference_data()
+        return _atomic_write(path, lambda tmp: idata.to_netcdf(tmp, engine=NETCDF_ENGINE))
+
+    def _file_inference_data(self) -> Any:
+        """The InferenceData ``save`` writes: ``to_inference_data()`` plus x, the arrays and the attrs."""
+        from . import __version__
+
+        az = import_arviz()
+        arrays: dict[str, np.ndarray] = {}
+        attrs: dict[str, Any] = {"ppl_uq_format": FILE_FORMAT, "ppl_uq_version": __version__, "method": self.method}
+        if self.kind is not None:
+            attrs["kind"] = self.kind
+        for name in ("options", "cost", "info"):
+            attrs[name] = _dump_json(getattr(self, name), arrays, name)
+        attrs["model"] = _dump_json(model_identity(self.model), arrays, "model")
+        attrs["model_description"] = describe_model(self.model)
+        attrs["loss_trace_ndim"] = -1 if self.loss_trace is None else self.loss_trace.ndim
+        idata = self.to_inference_data()
+        groups = {name: idata[name] for name in idata.groups()}
+        if self.observed is not None:
+            groups["constant_data"] = _arrays_dataset({"x": np.asarray(self.observed[0])})
+        if arrays:
+            groups[ARRAYS_GROUP] = _arrays_dataset(arrays)
+        return az.InferenceData(attrs=attrs, **groups)
+
     def __repr__(self) -> str:
         sites = ", ".join(f"{k}{tuple(v.shape[2:])}" for k, v in self.draws.items())
         return (
             f"Posterior(method={self.method!r}, chains={self.num_chains}, draws={self.num_draws}, "
             f"sites=[{sites}])"
         )
+
+
+def load_posterior(path: str | os.PathLike[str], model: Callable[..., Any] | None = None) -> Posterior:
+    """Read a Posterior written by ``Posterior.save``; return it.
+
+    The draws, sample statistics, loss trace, options, cost, info, kind and observed data come back as
+    saved (same dtypes and bits), so ``log_probs`` gives the same numbers and ``redraw`` refits with the
+    same backend, options and data.
+
+    Args:
+        path: the file.
+        model: the model the posterior was fitted to. Needed unless the file names a zoo model
+            (``ppl_uq.models.MODELS``, bound by ``functools.partial`` to plain hyper-parameters), which
+            is then rebuilt; when given it is used as is, even for a zoo model.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        PosteriorFileError: the file is not a posterior file of a format this version reads.
+        ValueError: the posterior's model is not a zoo model and ``model`` was not given.
+    """
+    idata = _read_inference_data(path)
+    attrs = dict(idata.attrs)
+    _check_format(attrs, path)
+    arrays = _group_arrays(idata, ARRAYS_GROUP)
+    meta = {name: _load_json(attrs, name, arrays, path) for name in ("options", "cost", "info", "model")}
+    observed = None
+    if "constant_data" in idata.groups() and "observed_data" in idata.groups():
+        observed = (idata.constant_data["x"].values, idata.observed_data["y"].values)
+    return Posterior(
+        method=str(attrs["method"]),
+        kind=str(attrs["kind"]) if "kind" in attrs else None,
+        model=_model_for(meta["model"], model, str(attrs.get("model_description", "unknown")), path),
+        draws=_group_arrays(idata, "posterior"),
+        options=meta["options"],
+        sample_stats=_group_arrays(idata, "sample_stats"),
+        loss_trace=_saved_loss_trace(idata, int(attrs.get("loss_trace_ndim", -1))),
+        cost=meta["cost"],
+        info=meta["info"],
+        observed=observed,
+    )
+
+
+def _read_inference_data(path: str | os.PathLike[str]) -> Any:
+    """The InferenceData in ``path``, loaded into memory (the file is closed on return)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no posterior file at {str(path)!r}")
+    az = import_arviz()
+    try:
+        with az.rc_context(rc={"data.load": "eager"}):
+            return az.from_netcdf(os.fspath(path), engine=NETCDF_ENGINE)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PosteriorFileError(f"{str(path)!r} is not a readable NetCDF posterior file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_format(attrs: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise ``PosteriorFileError`` unless ``attrs`` are those of a posterior file of ``FILE_FORMAT``."""
+    if "ppl_uq_format" not in attrs:
+        raise PosteriorFileError(f"{str(path)!r} is a NetCDF file but not a ppl_uq posterior (no 'ppl_uq_format' attribute)")
+    if str(attrs["ppl_uq_format"]) != str(FILE_FORMAT):
+        raise PosteriorFileError(
+            f"{str(path)!r} has posterior file format {attrs['ppl_uq_format']}; this version reads format {FILE_FORMAT}"
+        )
+    missing = sorted({"method", "options", "cost", "info", "model"} - set(attrs))
+    if missing:
+        raise PosteriorFileError(f"{str(path)!r} is a damaged posterior file: attributes {missing} are missing")
+
+
+def _model_for(identity: Any, model: Callable[..., Any] | None, description: str, path: str | os.PathLike[str]) -> Callable[..., Any]:
+    """``model`` when given, else the zoo model ``identity`` names; ``ValueError`` naming ``model=`` otherwise."""
+    if model is not None:
+        return model
+    if identity is None:
+        raise ValueError(
+            f"{str(path)!r} was fitted to model {description}, which is not a zoo model (ppl_uq.models.MODELS) "
+            "and cannot be rebuilt from the file: pass it, as load_posterior(path, model=...)"
+        )
+    return model_from_identity(identity)
+
+
+def _group_arrays(idata: Any, group: str) -> dict[str, np.ndarray]:
+    """Variable name -> NumPy array of one InferenceData group; {} when the file has no such group."""
+    if group not in idata.groups():
+        return {}
+    return {str(name): np.asarray(value.values) for name, value in idata[group].data_vars.items()}
+
+
+def _saved_loss_trace(idata: Any, ndim: int) -> np.ndarray | None:
+    """The loss trace as the posterior held it: (steps,) when ``ndim`` is 1, (members, steps) when 2."""
+    if ndim < 0 or "loss_trace" not in idata.groups():
+        return None
+    trace = np.asarray(idata.loss_trace["loss"].values)
+    return trace[0] if ndim == 1 else trace
+
+
+def _arrays_dataset(arrays: Mapping[str, np.ndarray]) -> Any:
+    """An xarray Dataset with one variable per array, each on its own dimensions ``{name}.dim_{i}``."""
+    import xarray
+
+    return xarray.Dataset({name: ([f"{name}.dim_{i}" for i in range(value.ndim)], value) for name, value in arrays.items()})
+
+
+# -- JSON with arrays, tuples and non-finite floats (the module docstring's encoding) -------------------
+_TAGS = frozenset({"__ndarray__", "__npscalar__", "__tuple__", "__float__"})
+
+
+def _dump_json(value: Any, arrays: dict[str, np.ndarray], where: str) -> str:
+    """``value`` as a JSON string; arrays go into ``arrays`` under names derived from ``where``."""
+    return json.dumps(_to_json(value, arrays, where), allow_nan=False)
+
+
+def _load_json(attrs: Mapping[str, Any], name: str, arrays: Mapping[str, np.ndarray], path: Any) -> Any:
+    """Decode the JSON attribute ``name``, taking arrays from ``arrays``; ``PosteriorFileError`` if damaged."""
+    try:
+        return _from_json(json.loads(str(attrs[name])), arrays)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PosteriorFileError(f"{str(path)!r}: attribute {name!r} cannot be decoded ({type(exc).__name__}: {exc})") from exc
+
+
+def _to_json(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    """A JSON-able form of ``value`` (recursive); ``TypeError`` naming ``where`` for unsupported values."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        tag = "__npscalar__" if isinstance(value, np.generic) else "__ndarray__"
+        return {tag: _add_array(arrays, where, value)}
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, (list, tuple)):
+        items = [_to_json(item, arrays, f"{where}.{i}") for i, item in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, Mapping):
+        keys = set(value)
+        if not all(isinstance(key, str) for key in keys) or (len(keys) == 1 and keys <= _TAGS):
+            raise TypeError(f"cannot save {where}: dict keys must be strings other than a lone {sorted(_TAGS)}")
+        return {key: _to_json(item, arrays, f"{where}.{key}") for key, item in value.items()}
+    raise TypeError(
+        f"cannot save {where}: a {type(value).__name__} has no file form (None, booleans, numbers, strings, "
+        "numeric arrays, and lists, tuples and string-keyed dicts of those do)"
+    )
+
+
+def _add_array(arrays: dict[str, np.ndarray], where: str, value: Any) -> str:
+    """Put ``value`` into ``arrays`` under a new name made from ``where``; return the name."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"cannot save {where}: arrays of dtype {array.dtype} have no file form (numeric arrays do)")
+    base = where.replace("/", "_")
+    name, suffix = base, 1
+    while name in arrays:
+        name, suffix = f"{base}~{suffix}", suffix + 1
+    arrays[name] = array
+    return name
+
+
+def _from_json(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    """Invert ``_to_json``: tagged dicts become arrays, NumPy scalars, tuples and non-finite floats."""
+    if isinstance(value, list):
+        return [_from_json(item, arrays) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and set(value) <= _TAGS:
+        (tag, content), = value.items()
+        if tag == "__ndarray__":
+            return np.array(arrays[content])
+        if tag == "__npscalar__":
+            return np.asarray(arrays[content])[()]
+        if tag == "__tuple__":
+            return tuple(_from_json(item, arrays) for item in content)
+        return float(content)
+    return {key: _from_json(item, arrays) for key, item in value.items()}
+
+
+def _process_umask() -> int:
+    """The process umask, read from ``/proc/self/status`` (Linux) or, elsewhere, set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, give it the mode ``0o666 & ~umask`` and
+    rename it over ``path``; return ``path`` as a Path. On any error the temporary file is removed and
+    ``path`` is left as it was. Missing parent directories are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_process_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def import_arviz() -> Any:

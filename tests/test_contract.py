@@ -1,5 +1,7 @@
-"""One contract over every backend: site names and shapes, InferenceData groups, log_probs shape and
-differentiability, redraw independence and determinism under a fixed key."""
+"""One contract over every backend: a declared KIND, site names and shapes, InferenceData groups, log_probs
+shape and differentiability, redraw independence and determinism under a fixed key."""
+
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,8 @@ import numpy as np
 import pytest
 
 import ppl_uq
+from ppl_uq.inference import BACKENDS
+from ppl_uq.posterior import KINDS, Posterior
 
 #: Cheap settings per backend for a 10-dimensional spheres model (a contract check, not an accuracy one).
 TINY_OPTIONS = {
@@ -26,6 +30,23 @@ OPTIMISERS = {"map", "laplace", "svi", "ml-mixture", "bootstrap", "deep-ensemble
 
 def test_every_registered_backend_is_covered():
     assert set(TINY_OPTIONS) == set(ppl_uq.backends())
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_every_backend_declares_a_valid_kind(backend):
+    module = importlib.import_module(BACKENDS[backend])
+    assert getattr(module, "KIND", None) in KINDS, f"{BACKENDS[backend]} must declare KIND, one of {KINDS}"
+
+
+def test_posterior_kind_defaults_to_the_backends_and_is_checked():
+    draws = {"w": np.zeros((1, 1, 2))}
+    assert Posterior(method="nuts", model=None, draws=draws, options={}).is_mcmc  # a cached row's Posterior
+    assert Posterior(method="laplace", model=None, draws=draws, options={}).kind == "variational"
+    handmade = Posterior(method="handmade", model=None, draws=draws, options={})
+    assert handmade.kind is None and not handmade.is_mcmc
+    assert Posterior(method="handmade", model=None, draws=draws, options={}, kind="mcmc").is_mcmc
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Posterior(method="map", model=None, draws=draws, options={}, kind="sampling")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +69,8 @@ def test_sites_shapes_and_inference_data(fitted, tiny_spheres, backend):
     data, _ = tiny_spheres
     posterior, _, _ = fitted[backend]
     assert posterior.method == backend
+    kind = importlib.import_module(BACKENDS[backend]).KIND
+    assert posterior.kind == kind and posterior.is_mcmc == (kind == "mcmc")
     assert set(posterior.draws) == {"w", "b"}
     chains, draws = posterior.num_chains, posterior.num_draws
     assert posterior.draws["w"].shape == (chains, draws, data.x_train.shape[1])
@@ -93,6 +116,7 @@ def test_determinism_and_redraw_independence(fitted, backend):
     for site in first.draws:
         np.testing.assert_array_equal(first.draws[site], again.draws[site], err_msg=f"{backend}: same key, different draws")
     assert other.method == backend and other.draws["w"].shape == first.draws["w"].shape
+    assert other.kind == first.kind and other.options == first.options
     if backend == "map":
         # A point estimate: an independent refit lands on the same optimum.
         np.testing.assert_allclose(other.draws["w"], first.draws["w"], rtol=1e-3, atol=1e-3)

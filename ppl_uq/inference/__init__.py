@@ -1,9 +1,10 @@
 """Layer 2: inference backends behind one entry point, ``fit(backend, model, data, *, rng_key, **options)``.
 
 The registry is a literal dict from backend name to the module that implements it. Each module has
-``DEFAULTS`` (every option it accepts, with its default), ``check_options(options)`` and
-``fit(model, x, y, *, rng_key, options) -> Posterior``. Modules are imported on first use, so the Pyro
-engine (an optional extra) is only needed by ``pyro-nuts``.
+``KIND`` (one of ``ppl_uq.posterior.KINDS``: ``"mcmc"``, ``"optimisation"``, ``"variational"``,
+``"ensemble"``), ``DEFAULTS`` (every option it accepts, with its default), ``check_options(options)`` and
+``fit(model, x, y, *, rng_key, options) -> Posterior`` (a Posterior of ``kind=KIND``). Modules are
+imported on first use, so the Pyro engine (an optional extra) is only needed by ``pyro-nuts``.
 """
 
 from __future__ import annotations
@@ -85,16 +86,16 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
         rng_key: a JAX PRNG key; the fit is deterministic given it.
         **options: backend options (``default_options(backend)`` lists them); NumPyro's names where
             one exists (``num_warmup``, ``num_samples``, ``num_chains``).
+
+    The Posterior's ``redraw(key)`` is the backend's own redraw where it has one, else a refit with the
+    resolved options (``Posterior.refit``).
     """
     module = backend_module(backend)
     resolved = resolve_options(backend, module.DEFAULTS, options)
     module.check_options(resolved)
     rng_key = _check_rng_key(rng_key)
     x, y = prepare_data(model, data)
-    posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
-    if posterior._redraw_fn is None:
-        posterior._redraw_fn = lambda key: fit(backend, model, (x, y), rng_key=key, **options)
-    return posterior
+    return module.fit(model, x, y, rng_key=rng_key, options=resolved)
 
 
 __all__ = ["BACKENDS", "ConvergenceWarning", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]

@@ -238,13 +238,15 @@ def convergence_info(result: OptimResult, method: str, *, stacklevel: int = 3) -
 
 
 def ensemble_posterior(method: str, model: Callable[..., Any], draws: dict[str, np.ndarray], options: dict[str, Any],
-                       result: OptimResult, cost: dict[str, float], info: dict[str, Any], x: Any, y: Any) -> Any:
+                       result: OptimResult, cost: dict[str, float], info: dict[str, Any], x: Any, y: Any,
+                       kind: str = "ensemble") -> Any:
     """The Posterior of an ensemble of L-BFGS fits (``bootstrap``, ``deep-ensemble``): draws (1, M, ...),
-    per-member ``sample_stats`` and loss traces (M, steps)."""
+    per-member ``sample_stats`` and loss traces (M, steps); ``kind`` is the calling backend's ``KIND``."""
     from ..posterior import Posterior
 
     return Posterior(
         method=method,
+        kind=kind,
         model=model,
         draws=draws,
         options=options,

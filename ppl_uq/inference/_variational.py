@@ -187,7 +187,8 @@ def optimize(
 
 
 def fit_variational(
-    method: str, model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any], loss: ELBO
+    method: str, model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any], loss: ELBO,
+    kind: str = "variational",
 ) -> Posterior:
     """Fit the guide ``options["guide"]`` to ``model`` on ``(x, y)`` by minimising ``loss`` and return
     a Posterior of ``num_samples`` draws from q, shaped (1, num_samples, ...).
@@ -195,7 +196,7 @@ def fit_variational(
     ``rng_key`` is split into a key for the fit (guide initialisation and the per-step draws) and one
     for the posterior draws; ``Posterior.redraw(key)`` takes fresh draws from the same fitted q.
     ``loss_trace`` holds the loss at every step; ``info`` the convergence check and the final loss
-    (mean over the last 10% of steps).
+    (mean over the last 10% of steps); ``kind`` is the Posterior's (the calling backend's ``KIND``).
     """
     key_fit, key_draw = jax.random.split(rng_key)
     nmodel = numpyro_model(model)
@@ -229,6 +230,7 @@ def fit_variational(
     def make_posterior(sample_draws: dict[str, np.ndarray], sample_cost: dict[str, float]) -> Posterior:
         return Posterior(
             method=method,
+            kind=kind,
             model=model,
             draws=sample_draws,
             options=options,

@@ -35,6 +35,9 @@ from ._optim import (
 )
 from ._options import check_int
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): one optimum per member.
+KIND = "ensemble"
+
 DEFAULTS: dict[str, Any] = {
     **OPTIMISER_DEFAULTS,
     "num_members": 1000,
@@ -130,5 +133,5 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         draws = constrain_batch(flat, result.params)
     members = convergence_info(result, "bootstrap")
     cost["grad_evals"] = float(members["grad_evals"] + full_data_evals)
-    return ensemble_posterior("bootstrap", model, draws, options, result, cost, {**info, **members}, x, y)
+    return ensemble_posterior("bootstrap", model, draws, options, result, cost, {**info, **members}, x, y, kind=KIND)
 

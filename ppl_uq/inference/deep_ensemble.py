@@ -30,6 +30,9 @@ from ._optim import (
 )
 from ._options import check_choice, check_int, check_positive
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): one optimum per member.
+KIND = "ensemble"
+
 DEFAULTS: dict[str, Any] = {
     **OPTIMISER_DEFAULTS,
     "num_members": 100,
@@ -87,4 +90,4 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     final_losses = np.asarray(result.loss_trace[:, -1])
     info.update(final_loss_min=float(final_losses.min()), final_loss_max=float(final_losses.max()))
     cost["grad_evals"] = float(info["grad_evals"])
-    return ensemble_posterior("deep-ensemble", model, draws, options, result, cost, info, x, y)
+    return ensemble_posterior("deep-ensemble", model, draws, options, result, cost, info, x, y, kind=KIND)

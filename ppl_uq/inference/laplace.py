@@ -32,6 +32,9 @@ from ._optim import (
 )
 from ._options import check_int
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from a fitted approximating distribution q (the Gaussian at the MAP).
+KIND = "variational"
+
 DEFAULTS: dict[str, Any] = {**OPTIMISER_DEFAULTS, "num_samples": 1000, "jitter": 0.0}
 
 
@@ -133,6 +136,7 @@ def _draw(flat: FlatPotential, gaussian: LaplaceGaussian, rng_key: jax.Array, nu
         draws = constrain_batch(flat, gaussian.sample(rng_key, num_samples))
     return Posterior(
         method="laplace",
+        kind=KIND,
         draws=draws,
         cost=cost,
         redraw_fn=lambda key: _draw(flat, gaussian, key, num_samples, {}, base),

@@ -22,6 +22,9 @@ from ._optim import (
     trimmed_trace,
 )
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): a point estimate.
+KIND = "optimisation"
+
 DEFAULTS: dict[str, Any] = dict(OPTIMISER_DEFAULTS)
 
 
@@ -41,6 +44,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     cost["grad_evals"] = float(info["grad_evals"])
     return Posterior(
         method="map",
+        kind=KIND,
         model=model,
         draws=draws,
         options=options,

@@ -30,6 +30,9 @@ from ..posterior import Posterior
 from ._variational import COMMON_DEFAULTS, check_common_options, fit_variational
 
 #: K = 10 draws per step cost about 2-3x a single-draw step at D = 500, so fewer steps than ``svi``.
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from a fitted approximating distribution q.
+KIND = "variational"
+
 DEFAULTS: dict[str, Any] = {**COMMON_DEFAULTS, "num_particles": 10, "num_steps": 20_000}
 
 
@@ -119,4 +122,4 @@ def check_options(options: dict[str, Any]) -> None:
 def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
     """Maximise L_ML over the guide family ``options["guide"]``; return draws from q (1, S, ...)."""
     loss = MixtureELBO(num_particles=options["num_particles"], beta=float(options["beta"]), mixture=True)
-    return fit_variational("ml-mixture", model, x, y, rng_key=rng_key, options=options, loss=loss)
+    return fit_variational("ml-mixture", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND)

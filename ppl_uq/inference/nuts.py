@@ -18,6 +18,9 @@ from ..posterior import Posterior
 from ._common import latent_site_names, numpyro_model, stopwatch
 from ._options import check_choice, check_int, check_unit_interval
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from Markov chains.
+KIND = "mcmc"
+
 DEFAULTS: dict[str, Any] = {
     "num_warmup": 500,
     "num_samples": 500,
@@ -83,6 +86,7 @@ def _sample(mcmc: MCMC, rng_key: jax.Array, model: Callable[..., Any], x: np.nda
     cost["grad_evals_sampling"] = float(n_steps.sum())
     return Posterior(
         method="nuts",
+        kind=KIND,
         model=model,
         draws={name: np.asarray(samples[name]) for name in names},
         options=options,

@@ -19,6 +19,9 @@ from ..posterior import Posterior
 from ._common import latent_site_names, stopwatch
 from ._options import check_int, check_unit_interval
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from Markov chains.
+KIND = "mcmc"
+
 DEFAULTS: dict[str, Any] = {
     "num_warmup": 500,
     "num_samples": 500,
@@ -108,6 +111,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     step_size = np.stack([np.full(options["num_samples"], chain[2]) for chain in chains])
     return Posterior(
         method="pyro-nuts",
+        kind=KIND,
         model=model,
         draws=draws,
         options=options,

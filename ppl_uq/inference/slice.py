@@ -39,6 +39,9 @@ from ._options import check_choice, check_int, check_positive
 from .nuts import resolve_chain_method
 from .slice_kernel import COUNTERS, LinearPredictor, SliceKernel, SliceTarget
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from Markov chains.
+KIND = "mcmc"
+
 DEFAULTS: dict[str, Any] = {
     "num_warmup": 500,
     "num_samples": 500,
@@ -242,6 +245,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     mode = "linear-predictor" if linear is not None else "generic"
     return Posterior(
         method="slice",
+        kind=KIND,
         model=model,
         draws={name: np.asarray(samples[name]) for name in names},
         options={**options, "chain_method": chain_method},

@@ -24,6 +24,9 @@ from ..posterior import Posterior
 from ._variational import COMMON_DEFAULTS, check_common_options, fit_variational
 from .ml_mixture import MixtureELBO
 
+#: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from a fitted approximating distribution q.
+KIND = "variational"
+
 DEFAULTS: dict[str, Any] = dict(COMMON_DEFAULTS)
 
 
@@ -38,4 +41,4 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         loss: Any = Trace_ELBO(num_particles=options["num_particles"])
     else:
         loss = MixtureELBO(num_particles=options["num_particles"], beta=float(options["beta"]), mixture=False)
-    return fit_variational("svi", model, x, y, rng_key=rng_key, options=options, loss=loss)
+    return fit_variational("svi", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND)

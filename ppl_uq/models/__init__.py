@@ -1,5 +1,7 @@
 """Layer 1: models declared once as functions of a PPL handle, ``model(ppl, x, y=None, **hyper)``."""
 
+from typing import Any, Callable
+
 from .conjugate import (
     linear_regression,
     linear_regression_exact_posterior,
@@ -9,13 +11,28 @@ from .conjugate import (
 from .handles import PPLHandle, numpyro_handle, pyro_handle
 from .logistic import hierarchical_logistic, nonzero_mean_logistic, squared_logistic
 from .mlp import mlp_classifier
+from .registry import model_from_identity, model_identity
+
+#: The model zoo by name: a saved posterior of one of these (or of a ``functools.partial`` of one with plain
+#: keyword hyper-parameters) rebuilds its model when loaded (``ppl_uq.models.registry``).
+MODELS: dict[str, Callable[..., Any]] = {
+    "squared_logistic": squared_logistic,
+    "hierarchical_logistic": hierarchical_logistic,
+    "nonzero_mean_logistic": nonzero_mean_logistic,
+    "mlp_classifier": mlp_classifier,
+    "normal_mean": normal_mean,
+    "linear_regression": linear_regression,
+}
 
 __all__ = [
+    "MODELS",
     "PPLHandle",
     "hierarchical_logistic",
     "linear_regression",
     "linear_regression_exact_posterior",
     "mlp_classifier",
+    "model_from_identity",
+    "model_identity",
     "nonzero_mean_logistic",
     "normal_mean",
     "normal_mean_exact_posterior",

@@ -23,9 +23,9 @@ CACHE_MAX_BYTES = 256 * 2**20
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/ppl-uq/jax`` or ``~/.cache/ppl-uq/jax``: remove it to clear the cache."""
+    """``$XDG_CACHE_HOME/ppl-uq/xla-cache`` or ``~/.cache/ppl-uq/xla-cache``: remove it to clear the cache."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ppl-uq" / "jax"
+    return Path(base) / "ppl-uq" / "xla-cache"
 
 
 def set_host_devices(count: int = HOST_DEVICES) -> None:
