@@ -36,7 +36,9 @@ from __future__ import annotations
 import os
 
 # Two host devices, as the experiments, the CLI and the tests use (deepfool itself runs on device 0).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+from ppl_uq.runs.setup import configure_process  # noqa: E402
+
+configure_process(compilation_cache=False)
 
 import argparse  # noqa: E402
 import functools  # noqa: E402

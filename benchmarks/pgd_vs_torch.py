@@ -37,7 +37,9 @@ import os
 
 # Two host devices, as the experiments, the CLI and the tests use (pgd spreads its batches over them).
 # No effect when JAX was imported first; the JSON records the device count.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+from ppl_uq.runs.setup import configure_process  # noqa: E402
+
+configure_process(compilation_cache=False)
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -243,10 +245,10 @@ def finish_overhead(posterior, x: np.ndarray, batch_size: int) -> dict[str, floa
     """Seconds of the scoring that every attack call ends with (``predictive_log_probs`` on the clean and the
     attacked inputs, as ``finish`` does), against the same computation with its jitted function reused."""
     log_prob_fn = posterior.log_prob_fn()
-    predictive_log_probs(log_prob_fn, x, batch_size=batch_size)
+    predictive_log_probs(posterior, x, batch_size=batch_size)
     start = time.perf_counter()
     for _ in range(2):
-        predictive_log_probs(log_prob_fn, x, batch_size=batch_size)
+        predictive_log_probs(posterior, x, batch_size=batch_size)
     as_called = time.perf_counter() - start
     compute = jax.jit(lambda xb: predictive_log_mean(jax.nn.log_softmax(log_prob_fn(xb), axis=-1)))
     size = min(batch_size, x.shape[0])

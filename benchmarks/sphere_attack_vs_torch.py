@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ppl_uq.data import make_spheres
-from ppl_uq.harness import evaluate_predictive, sphere_attack
-from ppl_uq.harness.sphere_attack import _point_objective
+from ppl_uq.harness import as_predictor, evaluate_predictive, sphere_attack
+from ppl_uq.harness.attacks.sphere import _point_objective
 
 FULL = {"num_draws": 1000, "dim": 500, "num_points": 1000, "steps": 300, "jensen_steps": 100}
 QUICK = {"num_draws": 100, "dim": 50, "num_points": 100, "steps": 50, "jensen_steps": 20}
@@ -168,10 +168,14 @@ def main(argv: list[str] | None = None) -> dict:
     loc, scale = data.feature_loc, data.feature_scale
     x0, y = data.x_val, data.y_val
     target = (1 - y).astype(np.int32)
-    logits_fn = jax_logits_fn(ensemble, loc, scale)
+    raw_logits = jax_logits_fn(ensemble, loc, scale)
 
-    def log_prob_fn(x):  # what Posterior.log_prob_fn() returns: the logits, log-softmax normalised
-        return jax.nn.log_softmax(logits_fn(x), axis=-1)
+    def log_probs(x):  # what Posterior.log_prob_fn() returns: the logits, log-softmax normalised
+        return jax.nn.log_softmax(raw_logits(x), axis=-1)
+
+    # Wrapped once, so repeated attacks reuse the compiled programs the Predictor owns (as a Posterior does).
+    logits_fn = as_predictor(raw_logits, x0)
+    log_prob_fn = as_predictor(log_probs, x0)
 
     steps, jensen_steps = config["steps"], config["jensen_steps"]
     point_steps = config["num_points"] * steps
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     radius = np.linalg.norm(x0.astype(np.float64), axis=1)
     objective_diff = abs(float(jax_rescored.mean() - torch_rescored.mean()))
     agreement = {
-        **gradient_agreement(ensemble, loc, scale, logits_fn, x0, target),
+        **gradient_agreement(ensemble, loc, scale, raw_logits, x0, target),
         "mean_start_log_p_wrong": float(start_objective.mean()),
         "mean_final_log_p_wrong_jax": float(jax_final.mean()),
         "mean_final_log_p_wrong_torch": float(np.mean(torch_best)),

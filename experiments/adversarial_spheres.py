@@ -180,10 +180,9 @@ def row_cell(cell: Cell, data: Any, *, rng_key: Any, log: Callable[[str], None])
     import numpy as np
 
     import ppl_uq
-    from ppl_uq.harness import evaluate, evaluate_predictive, resampled_error, sphere_attack
-    from ppl_uq.harness.attacks import attack_result_from_examples
-    from ppl_uq.harness.evaluate import Suite
     from ppl_uq.gates import posterior_gate_flags
+    from ppl_uq.harness import Suite, evaluate, evaluate_predictive, resampled_error, sphere_attack
+    from ppl_uq.harness.attacks import attack_result_from_examples
     from ppl_uq.inference import ConvergenceWarning
 
     row = ROWS_BY_KEY[cell.name]

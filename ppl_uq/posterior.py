@@ -31,7 +31,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .files import atomic_write
 from .models.handles import numpyro_handle
 from .models.registry import describe_model, model_from_identity, model_identity
 
@@ -326,7 +326,7 @@ class Posterior:
         and lists, tuples and string-keyed dicts of those are saved).
         """
         idata = self._file_inference_data()
-        return _atomic_write(path, lambda tmp: idata.to_netcdf(tmp, engine=NETCDF_ENGINE))
+        return atomic_write(path, lambda tmp: idata.to_netcdf(tmp, engine=NETCDF_ENGINE))
 
     def _file_inference_data(self) -> Any:
         """The InferenceData ``save`` writes: ``to_inference_data()`` plus x, the arrays and the attrs."""
@@ -526,38 +526,6 @@ def _from_json(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
             return tuple(_from_json(item, arrays) for item in content)
         return float(content)
     return {key: _from_json(item, arrays) for key, item in value.items()}
-
-
-def _process_umask() -> int:
-    """The process umask, read from ``/proc/self/status`` (Linux) or, elsewhere, set and restored."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, give it the mode ``0o666 & ~umask`` and
-    rename it over ``path``; return ``path`` as a Path. On any error the temporary file is removed and
-    ``path`` is left as it was. Missing parent directories are created."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_process_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def import_arviz() -> Any:

@@ -3,7 +3,6 @@
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ppl_uq_test_cache_")
 os.environ["MPLBACKEND"] = "Agg"
 
@@ -11,10 +10,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ppl_uq.experiments import enable_compilation_cache  # noqa: E402
+from ppl_uq.runs.setup import configure_process  # noqa: E402
 
 # Refits with the same shapes (determinism checks, redraws) load compiled programs instead of compiling.
-enable_compilation_cache(os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
+configure_process(cache_dir=os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Calibration metrics: hand-computed bins (edges, confidence 1.0, ties, N below the bin count, equal-mass
 bins), an independent float64 reference loop, NLL / Brier by hand, agreement with evaluate_predictive on a
-real posterior, the reliability plot, and clear errors."""
+real posterior, and clear errors (the reliability plot is tested in test_report.py)."""
 
 import math
 
@@ -9,14 +9,12 @@ import pytest
 
 from ppl_uq.harness import evaluate_predictive, predictive_log_probs
 from ppl_uq.harness.calibration import (
-    ReliabilityData,
     brier_score,
     calibration_summary,
     confidence_and_correct,
     expected_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
-    plot_reliability,
     reliability_data,
 )
 
@@ -198,28 +196,6 @@ def test_summary_matches_evaluate_predictive_on_a_real_posterior(digits_data, di
     for name in ("ece", "ece_mass", "mce", "brier"):
         assert 0.0 <= summary[name] <= (2.0 if name == "brier" else 1.0), name
     assert summary["ece"] <= summary["mce"]
-
-
-def test_plot_reliability_writes_a_figure(tmp_path):
-    import matplotlib.image
-
-    rng = np.random.default_rng(0)
-    conf = rng.uniform(0.3, 1.0, 300)
-    correct = rng.random(300) < conf
-    data = {
-        "width": reliability_data(conf, correct),
-        "mass": reliability_data(conf, correct, num_bins=10, binning="mass"),
-        "tiny": reliability_data([0.9, 1.0], [1, 0]),
-    }
-    path = tmp_path / "reliability.png"
-    plot_reliability(path, data, title="test")
-    image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and image.shape[1] > image.shape[0]
-    with pytest.raises(ValueError, match="data_by_method"):
-        plot_reliability(tmp_path / "x.png", {})
-    with pytest.raises(TypeError, match="data_by_method"):
-        plot_reliability(tmp_path / "x.png", {"a": [1, 2]})
-    assert isinstance(data["tiny"], ReliabilityData)
 
 
 @pytest.mark.parametrize(

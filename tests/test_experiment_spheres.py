@@ -1,5 +1,7 @@
-"""The spheres experiment runs end to end in a subprocess (tiny settings), writes every file, resumes."""
+"""The spheres experiment runs end to end in a subprocess (tiny settings), writes every file, resumes,
+and re-renders from its records alone."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,26 +10,35 @@ from pathlib import Path
 
 import pytest
 
-from ppl_uq.experiments.adversarial_spheres import ROWS, select_rows
+from ppl_uq.report import external_references
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _script():
+    spec = importlib.util.spec_from_file_location("adversarial_spheres", REPO / "experiments" / "adversarial_spheres.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(REPO / "experiments" / "adversarial_spheres.py"), "--tiny", "--out", str(out), *extra]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    return subprocess.run([sys.executable, "-m", "ppl_uq.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=900, check=False, cwd=REPO)
 
 
-def test_tiny_table_end_to_end_and_resume(tmp_path):
-    done = _run(tmp_path)
+def test_tiny_table_end_to_end_resume_and_rerender(tmp_path):
+    out = tmp_path / "run"
+    done = _run("run", "spheres", "--tiny", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("table1.md", "table1.csv", "results.json", "p_wrong_at_attacks.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
-    results = json.loads((tmp_path / "results.json").read_text())
+    for name in ("table1.md", "table1.csv", "results.json", "p_wrong_at_attacks.png", "report.html", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not [p for p in (out / "cells").iterdir() if p.name.startswith(".")], "staging left behind"
+    results = json.loads((out / "results.json").read_text())
     records = {r["row"]: r for r in results["records"]}
-    assert set(records) == {r.key for r in ROWS if r.backend != "pyro-nuts"}
+    assert set(records) == {r.key for r in _script().ROWS if r.backend != "pyro-nuts"}
     for key, record in records.items():
         for field in ("method", "avg_confidence", "val_accuracy", "adv_error", "n_draws", "fit_seconds"):
             assert record[field] is not None, (key, field)
@@ -35,30 +46,58 @@ def test_tiny_table_end_to_end_and_resume(tmp_path):
         assert 0.0 <= record["adv_error"] <= 1.0, key
         assert record["attack_radius_drift"] < 1e-4, key
         assert (record["resampled_error"] is None) == (key == "map"), key
+        assert (out / "cells" / key / "posterior-main.nc").is_file(), key
     for key in ("nuts", "slice", "mcmc-nonzero-mean"):
         assert {"rhat_max", "ess_bulk_min", "divergences"} <= set(records[key]), key
     assert records["nuts"]["paper_adv_error"] == 0.558
-    table = (tmp_path / "table1.md").read_text()
+    table = (out / "table1.md").read_text()
     assert "MCMC (NUTS)" in table and "paper" in table
-    assert "[" in done.stderr and "fitting" in done.stderr  # progress was shown
-    harness = json.loads((tmp_path / "harness" / "harness.json").read_text())
+    assert "fitting" in done.stderr  # progress was shown
+    harness = json.loads((out / "harness" / "harness.json").read_text())
     assert set(harness["models"]) == {r["method"] for r in records.values()}
     assert harness["settings"]["detection_attack"] == "sphere"
+    # the harness report's gates are the table's gates (both read the cells' records)
+    for record in records.values():
+        assert harness["models"][record["method"]]["flags"] == record["flags"], record["method"]
     for name in ("harness.md", "reliability.png", "robustness_curves.png", "transfer_heatmap.png"):
-        assert (tmp_path / "harness" / name).stat().st_size > 0, name
-    assert "harness/harness.md" in table
+        assert (out / "harness" / name).stat().st_size > 0, name
+    page = (out / "report.html").read_text()
+    assert external_references(page) == [] and "data:image/png;base64," in page
 
-    again = _run(tmp_path, "--backends", "map", "nuts")
+    before = {name: (out / name).read_text() for name in ("table1.md", "report.md", "harness/harness.md")}
+    again = _run("run", "spheres", "--tiny", "--out", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reusing") == 2
-    rerun = json.loads((tmp_path / "results.json").read_text())
-    assert [r["row"] for r in rerun["records"]] == ["map", "nuts"]
-    assert rerun["records"][1]["adv_error"] == records["nuts"]["adv_error"]
+    assert "11 done in an earlier run" in again.stderr and "fitting" not in again.stderr
+    assert {name: (out / name).read_text() for name in before} == before, "a resumed run's report differs"
+
+    for path in out.glob("*.md"):
+        path.unlink()
+    (out / "report.html").unlink()
+    rendered = _run("report", str(out))
+    assert rendered.returncode == 0, rendered.stderr[-3000:]
+    assert {name: (out / name).read_text() for name in before} == before
+
+    subset = _run("run", "spheres", "--tiny", "--out", str(tmp_path / "subset"), "--backends", "map", "nuts", "--no-harness")
+    assert subset.returncode == 0, subset.stderr[-3000:]
+    rows = json.loads((tmp_path / "subset" / "results.json").read_text())["records"]
+    assert [r["row"] for r in rows] == ["map", "nuts"]
 
 
 def test_backend_selection():
-    assert [r.key for r in select_rows(["svi"], "quick")] == ["svi-fullrank", "svi-hierarchical"]
-    assert "pyro-nuts" not in [r.key for r in select_rows(None, "quick")]
-    assert "pyro-nuts" in [r.key for r in select_rows(None, "paper")]
+    script = _script()
+    assert [r.key for r in script.select_rows(["svi"], "quick")] == ["svi-fullrank", "svi-hierarchical"]
+    assert "pyro-nuts" not in [r.key for r in script.select_rows(None, "quick")]
+    assert "pyro-nuts" in [r.key for r in script.select_rows(None, "paper")]
     with pytest.raises(ValueError, match="unknown --backends"):
-        select_rows(["hmc"], "quick")
+        script.select_rows(["hmc"], "quick")
+
+
+def test_cell_keys_do_not_depend_on_the_row_list():
+    script = _script()
+    profile = script.TINY
+    every = {c.name: c.fingerprint() for c in script.make_cells(script.ROWS, profile, 0, attack_step_size=0.05, harness=True)}
+    two = script.make_cells([script.ROWS_BY_KEY["nuts"], script.ROWS_BY_KEY["map"]], profile, 0, attack_step_size=0.05,
+                            harness=True)
+    assert {c.name: c.fingerprint() for c in two if c.name != "transfer"} == {k: every[k] for k in ("nuts", "map")}
+    seed1 = script.make_cells(script.ROWS, profile, 1, attack_step_size=0.05, harness=True)
+    assert all(c.fingerprint() != every[c.name] for c in seed1), "a seed's cells must not be reused for another seed"

@@ -101,8 +101,8 @@ def test_round_trip_in_this_process(fits, saved, tiny_spheres, name):
 CHILD = """
 import functools, json, os, sys
 import jax, numpy as np
-from ppl_uq.experiments import enable_compilation_cache
-enable_compilation_cache(os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
+from ppl_uq.runs.setup import configure_process
+configure_process(cache_dir=os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
 import ppl_uq
 sys.path.insert(0, {tests!r})
 from test_posterior_io import USER_MODEL

@@ -104,7 +104,7 @@ def test_attack_raises_the_wrong_class_probability(ensemble_problem, ensemble_re
 def test_ascent_direction_is_exact_where_draws_saturate(saturation):
     """Where the draws that matter give p_s(wrong) within e^-30 (or e^-100, below float32's range) of 1,
     autodiff of log p_hat through log-softmax outputs loses them; our ascent direction matches float64."""
-    from ppl_uq.harness.sphere_attack import _point_objective
+    from ppl_uq.harness.attacks.sphere import _point_objective
 
     rng = np.random.default_rng(10)
     dim, draws = 6, 5

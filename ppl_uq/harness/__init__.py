@@ -4,14 +4,24 @@ jit-compiled and vmapped; nothing here knows which backend made the draws.
 - ``predictive``: the posterior-predictive mean in log space and accuracy / avg. confidence / NLL.
 - ``attacks``: FGSM, PGD (EOT), sphere, DeepFool, L-BFGS, min-norm, transfer matrix, sanity checks.
 - ``uncertainty``: predictive / expected entropy, mutual information, predictive variance, max probability.
-- ``calibration``: ECE (equal-width / equal-mass), MCE, NLL, Brier, reliability data and plot.
+- ``calibration``: ECE (equal-width / equal-mass), MCE, NLL, Brier, reliability data (drawn in ``ppl_uq.report``).
 - ``detection``: AUROC (misclassification, OOD, adversarial, balanced), FPR at 95 % TPR.
 - ``density``: the class-conditional Gaussian density confidence of seed 002, the softmax scaling demo.
 - ``corruptions`` / ``robustness``: Gaussian noise, blur, JPEG; corruption curves, failure counts,
   accuracy vs eps.
-- ``sphere_attack``: the Bekasov & Murray sphere attack, adversarial and resampled error.
+- ``attacks.sphere``: the Bekasov & Murray sphere attack (``sphere_attack``), adversarial and resampled error.
+
+Every function takes a ``Posterior``, a callable x -> (S, N, C) or a ``Predictor`` (``predictive.py``),
+which owns the compiled programs built on the model; a Posterior keeps its own (``as_predictor``).
 """
 
+from .attacks.sphere import (
+    SphereAttackResult,
+    adversarial_error,
+    resampled_error,
+    robust_accuracy,
+    sphere_attack,
+)
 from .calibration import (
     BINNING_RULES,
     ReliabilityData,
@@ -21,7 +31,6 @@ from .calibration import (
     expected_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
-    plot_reliability,
     reliability_data,
 )
 from .corruptions import CORRUPTIONS, gaussian_blur, gaussian_noise, jpeg
@@ -43,21 +52,17 @@ from .detection import (
     misclassification_auroc,
     ood_auroc,
 )
+from .evaluate import Evaluation, Suite, evaluate, transfer
 from .predictive import (
     DECISION_RULE,
+    Predictor,
+    as_predictor,
     evaluate_predictive,
     jensen_log_mean,
     predictive_log_mean,
     predictive_log_probs,
 )
 from .robustness import accuracy_vs_eps, corruption_curve, failure_count, failure_fraction
-from .sphere_attack import (
-    SphereAttackResult,
-    adversarial_error,
-    resampled_error,
-    robust_accuracy,
-    sphere_attack,
-)
 from .uncertainty import (
     HIGHER_MEANS,
     MEASURES,
@@ -71,6 +76,10 @@ from .uncertainty import (
 )
 
 __all__ = [
+    "Evaluation",
+    "Suite",
+    "evaluate",
+    "transfer",
     "BINNING_RULES",
     "CORRUPTIONS",
     "DECISION_RULE",
@@ -79,11 +88,13 @@ __all__ = [
     "HIGHER_MEANS",
     "MEASURES",
     "DensityConfidence",
+    "Predictor",
     "ReliabilityData",
     "SphereAttackResult",
     "accuracy_vs_eps",
     "adversarial_auroc",
     "adversarial_error",
+    "as_predictor",
     "auroc",
     "balanced_adversarial_auroc",
     "brier_score",
@@ -110,7 +121,6 @@ __all__ = [
     "mutual_information",
     "negative_log_likelihood",
     "ood_auroc",
-    "plot_reliability",
     "posterior_features",
     "predictive_entropy",
     "predictive_log_mean",

@@ -1,4 +1,5 @@
-"""Calibration metrics: ECE (equal-width and equal-mass bins), MCE, NLL, Brier, reliability diagrams.
+"""Calibration metrics: ECE (equal-width and equal-mass bins), MCE, NLL, Brier, reliability-diagram data
+(drawn by ``ppl_uq.report.harness_figures.plot_reliability``).
 
 Inputs, chosen once:
 
@@ -30,8 +31,7 @@ MCE = max_b |acc_b - conf_b| over non-empty bins. Empty bins are skipped, never 
 
 from __future__ import annotations
 
-import os
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
@@ -313,57 +313,6 @@ def calibration_summary(log_predictive: Any, y: Any, *, num_bins: int = 15) -> d
     }
 
 
-# -- plot -----------------------------------------------------------------------------------------
-def plot_reliability(
-    path: str | os.PathLike[str],
-    data_by_method: Mapping[str, ReliabilityData],
-    *,
-    title: str = "Reliability diagram",
-) -> None:
-    """Reliability diagrams, one column per method, written to ``path`` (format from its suffix).
-
-    Top row: accuracy per non-empty bin as bars spanning the bin, the mean confidence of each bin as a
-    marker, and the diagonal of perfect calibration. Bottom row: the number of points per bin. Uses a
-    matplotlib ``Figure`` on the Agg canvas (no pyplot state) and ``atomic_savefig``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..report.io import atomic_savefig
-
-    if not isinstance(data_by_method, Mapping) or not data_by_method:
-        raise ValueError("data_by_method must be a non-empty mapping method name -> ReliabilityData")
-    for name, data in data_by_method.items():
-        if not isinstance(data, ReliabilityData):
-            raise TypeError(f"data_by_method[{name!r}] must be a ReliabilityData, got {type(data).__name__}")
-    columns = len(data_by_method)
-    figure = Figure(figsize=(3.6 * columns, 5.2))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(2, columns, squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for column, (name, data) in enumerate(data_by_method.items()):
-        top, bottom = axes[0, column], axes[1, column]
-        filled = data.nonempty
-        left = np.asarray(data.lower.filled(0.0))[filled]
-        width = np.maximum(np.asarray(data.upper.filled(0.0))[filled] - left, 0.01)
-        top.bar(left, np.asarray(data.accuracy.filled(0.0))[filled], width=width, align="edge",
-                edgecolor="black", linewidth=0.5, alpha=0.8, label="accuracy")
-        top.plot(np.asarray(data.mean_confidence.filled(0.0))[filled], np.asarray(data.accuracy.filled(0.0))[filled],
-                 "o", color="C3", markersize=3, label="(mean confidence, accuracy)")
-        top.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
-        top.set_xlim(0, 1)
-        top.set_ylim(0, 1)
-        top.set_title(f"{name} ({data.binning} bins)", fontsize=9)
-        bottom.bar(left, data.counts[filled], width=width, align="edge", color="C0", edgecolor="black", linewidth=0.5)
-        bottom.set_xlabel("confidence")
-        if column == 0:
-            top.set_ylabel("accuracy")
-            bottom.set_ylabel("points")
-            top.legend(fontsize=7, loc="upper left")
-    figure.suptitle(title)
-    figure.tight_layout()
-    atomic_savefig(path, figure, dpi=120)
-
-
 __all__ = [
     "BINNINGS",
     "BINNING_RULES",
@@ -376,6 +325,5 @@ __all__ = [
     "expected_calibration_error",
     "maximum_calibration_error",
     "negative_log_likelihood",
-    "plot_reliability",
     "reliability_data",
 ]

@@ -82,7 +82,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.validate import as_finite_array, check_labels, check_positive
-from .predictive import batches, check_batch_size, check_points, pad_rows
+from .predictive import Predictor, batches, check_batch_size, check_points, pad_rows
 
 #: Covariance scale chosen on the digits data (see the module docstring for the measurements).
 DEFAULT_COV_SCALE = 8.0
@@ -228,10 +228,11 @@ def posterior_features(model: Any, x: Any, *, batch_size: int = 1000) -> np.ndar
     A ``Posterior`` (anything with a ``logits(x) -> (S, N, C)`` method) gives the mean over its S draws of
     the per-draw logits. A plain callable ``x -> (S, N, C)`` is used as is: the mean over draws of whatever
     it returns (log-probabilities differ from logits by a per-draw, per-point shift of all C entries, which
-    does move the features; pass logits when you have them). With S = 1 the features are the logits.
+    does move the features; pass logits when you have them). A ``Predictor`` is its ``log_prob_fn``, used
+    the same way (its compiled program is kept on it). With S = 1 the features are the logits.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (n, ...) -> (S, n, C)``.
+        model: a ``Posterior``, a ``Predictor`` or a callable ``x (n, ...) -> (S, n, C)``.
         x: (N, ...) inputs, finite.
         batch_size: points per chunk.
     Returns:
@@ -244,7 +245,10 @@ def posterior_features(model: Any, x: Any, *, batch_size: int = 1000) -> np.ndar
     if len(shape) != 3 or shape[1] != 1:
         raise ValueError(f"model must map x (N, ...) to (S, N, C); for N=1 it returned shape {shape}")
     size = min(batch_size, x.shape[0])
-    compute = jax.jit(lambda xb: jnp.mean(scores_fn(xb), axis=0))
+    if isinstance(model, Predictor):
+        compute = model.reduction(_mean_over_draws)
+    else:  # a program of this call only: nothing outlives it
+        compute = jax.jit(lambda xb: _mean_over_draws(scores_fn(xb)))
     out = np.empty((x.shape[0], shape[2]), np.float32)
     for start, stop in batches(x.shape[0], size):
         out[start:stop] = np.asarray(compute(pad_rows(x[start:stop], size)))[: stop - start]
@@ -253,12 +257,19 @@ def posterior_features(model: Any, x: Any, *, batch_size: int = 1000) -> np.ndar
     return out
 
 
+def _mean_over_draws(scores: jax.Array) -> jax.Array:
+    """(S, n, C) -> (n, C), the mean over draws."""
+    return jnp.mean(scores, axis=0)
+
+
 def _scores_fn(model: Any) -> Callable[[jax.Array], jax.Array]:
+    if isinstance(model, Predictor):
+        return model.log_prob_fn
     if hasattr(model, "logits") and callable(model.logits):
         return model.logits
     if callable(model):
         return model
-    raise TypeError(f"model must be a Posterior or a callable x -> (S, N, C), got {type(model).__name__}")
+    raise TypeError(f"model must be a Posterior or a callable x -> (S, N, C) (or a Predictor), got {type(model).__name__}")
 
 
 def max_softmax(logits: Any) -> np.ndarray:

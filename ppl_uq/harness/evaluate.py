@@ -146,10 +146,10 @@ def evaluate(
     x_attack, y_attack = x[:count], y[:count]
     key_attack, key_balance, key_corrupt, key_sanity = jax.random.split(rng_key, 4)
 
-    log_predictive = predictive_log_probs(predictor.log_prob_fn, x)
+    log_predictive = predictive_log_probs(predictor, x)
     confidence, correct = confidence_and_correct(log_predictive, y)
     hit = np.asarray(correct, bool)
-    measures = {k: np.asarray(v) for k, v in uncertainty_measures(predictor.log_prob_fn, x).items()}
+    measures = {k: np.asarray(v) for k, v in uncertainty_measures(predictor, x).items()}
     record: dict[str, Any] = {"s_eval": predictor.num_draws, "num_test_points": int(x.shape[0]),
                               "num_attack_points": count, "flags": posterior_gate_flags(model)}
     record.update(calibration_summary(log_predictive, y, num_bins=suite.num_bins))
@@ -180,10 +180,10 @@ def evaluate(
         clean_measures = {m: v[:count] for m, v in measures.items()}
     else:
         detection = attack_result
-        clean_measures = uncertainty_measures(predictor.log_prob_fn, detection.x)
+        clean_measures = uncertainty_measures(predictor, detection.x)
     record["detection_attack"] = {k: v for k, v in detection.summary().items() if k != "conventions"}
     arrays.update(_detection_arrays(detection))
-    adv_measures = uncertainty_measures(predictor.log_prob_fn, detection.x_adv)
+    adv_measures = uncertainty_measures(predictor, detection.x_adv)
     for measure in MEASURES:
         clean_scores = np.asarray(clean_measures[measure])[detection.clean_correct]
         adv_scores = np.asarray(adv_measures[measure])[detection.success]
@@ -224,7 +224,7 @@ def reliability_record(data: Any) -> dict[str, Any]:
 
 
 def _ood_auroc(auroc: dict[str, dict[str, Any]], predictor: Any, measures: Mapping[str, np.ndarray], x_ood: np.ndarray) -> None:
-    ood_measures = uncertainty_measures(predictor.log_prob_fn, x_ood)
+    ood_measures = uncertainty_measures(predictor, x_ood)
     for measure in MEASURES:
         scores_in, scores_out = measures[measure], np.asarray(ood_measures[measure])
         informative = _informative(scores_in, scores_out)

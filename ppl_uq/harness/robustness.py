@@ -31,10 +31,17 @@ import jax
 import numpy as np
 
 from ..data.validate import as_finite_array, check_bounds
-from .attacks._common import as_predictor
 from .corruptions import check_image_shape, get_corruption
 from .density import DensityConfidence, density_confidence, posterior_features
-from .predictive import DECISION_RULE, check_batch_size, check_point_labels, check_points, predictive_log_probs
+from .predictive import (
+    DECISION_RULE,
+    Predictor,
+    as_predictor,
+    check_batch_size,
+    check_point_labels,
+    check_points,
+    predictive_log_probs,
+)
 
 CURVE_MEASURES = ("accuracy", "max_probability", "density_confidence", "density_confidence_predicted")
 
@@ -107,11 +114,11 @@ def _check_levels(levels: Any, corruption: Any) -> list[Any]:
 
 
 def _point_measures(
-    log_prob_fn: Callable, model: Any, x: np.ndarray, y: np.ndarray, measures: tuple[str, ...],
+    predictor: Predictor, model: Any, x: np.ndarray, y: np.ndarray, measures: tuple[str, ...],
     density: DensityConfidence | None, batch_size: int,
 ) -> dict[str, np.ndarray]:
     """Per point (N,) values of each measure on inputs ``x`` (accuracy as 0/1 correctness)."""
-    log_mean = predictive_log_probs(log_prob_fn, x, batch_size=batch_size)
+    log_mean = predictive_log_probs(predictor, x, batch_size=batch_size)
     if np.isnan(log_mean).any():
         raise FloatingPointError("the model returned NaN log-probabilities on these inputs")
     out: dict[str, np.ndarray] = {}
@@ -148,7 +155,8 @@ def corruption_curve(
     """Accuracy and confidence of the posterior predictive against the level of a corruption.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        model: a ``Posterior``, a ``Predictor`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities
+            (or logits).
         x: (N, H*W) clean images inside ``bounds``.
         y: (N,) labels in [0, C).
         corruption: a name in ``corruptions.CORRUPTIONS`` (``"gaussian_noise"``, ``"gaussian_blur"``,
@@ -187,7 +195,7 @@ def corruption_curve(
     batch_size = check_batch_size(batch_size)
 
     def measure_at(inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return _point_measures(predictor.log_prob_fn, model, inputs, labels, measures, density, batch_size)
+        return _point_measures(predictor, model, inputs, labels, measures, density, batch_size)
 
     clean = measure_at(x)
     curves: dict[str, dict[str, Any]] = {}

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .predictive import batches, check_batch_size, check_points, compiled_reduction, output_shape, pad_rows
+from .predictive import as_predictor, batches, check_batch_size, check_points, pad_rows
 
 LogProbFn = Callable[[jax.Array], jax.Array]
 
@@ -150,14 +150,15 @@ def all_measures(log_probs: Any) -> dict[str, jax.Array]:
     }
 
 
-def uncertainty_measures(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 1000) -> dict[str, np.ndarray]:
+def uncertainty_measures(log_prob_fn: Any, x: Any, *, batch_size: int = 1000) -> dict[str, np.ndarray]:
     """Every measure of ``MEASURES`` for every point of ``x``, ``batch_size`` points at a time.
 
     Memory holds (S, batch_size, C) per-draw log-probabilities at once, never (S, N, C).
 
     Args:
-        log_prob_fn: ``x (n, ...) -> (S, n, C)`` per-draw log-probabilities or logits
-            (``Posterior.log_prob_fn()``).
+        log_prob_fn: a ``Posterior``, a ``Predictor`` or a callable ``x (n, ...) -> (S, n, C)`` per-draw
+            log-probabilities or logits (``Posterior.log_prob_fn()``). The compiled program is kept on the
+            Posterior's / Predictor's ``Predictor``; a plain callable compiles afresh each call.
         x: inputs (N, ...), finite.
         batch_size: points per chunk (positive int).
     Returns:
@@ -167,9 +168,9 @@ def uncertainty_measures(log_prob_fn: LogProbFn, x: Any, *, batch_size: int = 10
     """
     x = check_points(x)
     batch_size = check_batch_size(batch_size)
-    output_shape(log_prob_fn, x)  # raises unless log_prob_fn maps to (S, N, C)
+    predictor = as_predictor(log_prob_fn, x, min_classes=1)  # raises unless it maps x to (S, N, C)
     size = min(batch_size, x.shape[0])
-    compute = compiled_reduction(log_prob_fn, all_measures)
+    compute = predictor.reduction(all_measures)
     out = {name: np.empty(x.shape[0], np.float32) for name in MEASURES}
     for start, stop in batches(x.shape[0], size):
         values = compute(pad_rows(x[start:stop], size))

@@ -75,7 +75,8 @@ def prepare_data(model: Callable[..., Any], data: Any) -> tuple[np.ndarray, np.n
     return x, y
 
 
-def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Array, **options: Any) -> Posterior:
+def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Array, progress: bool | None = None,
+        **options: Any) -> Posterior:
     """Fit ``model`` to ``data`` with the named backend and return its Posterior.
 
     Args:
@@ -84,6 +85,8 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
             ``functools.partial(model, prior_scale=...)``.
         data: a pair ``(x, y)`` (or an object with a ``.train`` pair, such as ``SpheresData``).
         rng_key: a JAX PRNG key; the fit is deterministic given it.
+        progress: print a line on stderr when the fit starts (backend, data size, options) and when it
+            ends (seconds, draws); default: only when stderr is a terminal. It changes no number.
         **options: backend options (``default_options(backend)`` lists them); NumPyro's names where
             one exists (``num_warmup``, ``num_samples``, ``num_chains``).
 
@@ -95,7 +98,26 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
     module.check_options(resolved)
     rng_key = _check_rng_key(rng_key)
     x, y = prepare_data(model, data)
-    return module.fit(model, x, y, rng_key=rng_key, options=resolved)
+    say = _progress_printer(backend, progress)
+    say(f"fitting {x.shape[0]} points, options {options or 'defaults'}")
+    posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
+    say(f"done in {posterior.cost.get('fit_seconds', float('nan')):.1f}s: {posterior.num_chains} chain(s) x "
+        f"{posterior.num_draws} draws")
+    return posterior
+
+
+def _progress_printer(backend: str, progress: bool | None) -> Callable[[str], None]:
+    """A function printing ``[fit BACKEND] message`` lines to stderr when ``progress`` (or, for None,
+    when stderr is a terminal); a no-op otherwise."""
+    import sys
+
+    enabled = sys.stderr.isatty() if progress is None else bool(progress)
+
+    def say(message: str) -> None:
+        if enabled:
+            print(f"[fit {backend}] {message}", file=sys.stderr, flush=True)
+
+    return say
 
 
 __all__ = ["BACKENDS", "ConvergenceWarning", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]

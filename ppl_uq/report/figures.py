@@ -1,4 +1,5 @@
-"""Figures for comparison reports (matplotlib, Agg backend, saved atomically)."""
+"""Figures for comparison reports (a matplotlib ``Figure`` on the Agg canvas, no pyplot state; saved
+atomically)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .harness_figures import new_figure
 from .io import atomic_savefig
 
 
@@ -17,14 +19,10 @@ def plot_distributions(
     xlabel: str,
     title: str,
 ) -> None:
-    """Box-and-strip plot of one distribution per method (method -> values), written to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Box-and-strip plot of one distribution per method (method -> values in [0, 1]), written to ``path``."""
     names = list(values)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    figure = new_figure(8, 0.45 * len(names) + 1.5)
+    ax = figure.add_subplot()
     data = [np.asarray(values[n], dtype=float) for n in names]
     ax.boxplot(data, vert=False, tick_labels=names, showfliers=False)
     rng = np.random.default_rng(0)
@@ -34,6 +32,5 @@ def plot_distributions(
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    atomic_savefig(path, fig, dpi=120)
-    plt.close(fig)
+    figure.tight_layout()
+    atomic_savefig(path, figure, dpi=120)

@@ -1,4 +1,6 @@
-"""The Markdown page of the harness report (``harness.md``), from the payload ``harness_report`` builds."""
+"""The Markdown page of the harness report (``harness.md``), from the payload ``harness_report`` builds.
+Rendering only: every number comes from the payload; figures are linked by the file names
+``harness_report`` writes them under (beside ``harness.md``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,20 @@ from typing import Any
 
 from ..harness.attacks._common import CONVENTIONS
 from ..harness.detection import FPR_AT_TPR_CONVENTION
-from .tables import markdown_table
+from .tables import markdown_table, nan_flags
+
+#: Calibration columns whose NaN / inf fails the row's gate.
+CALIBRATION_KEYS = ("accuracy", "ece", "ece_mass", "mce", "nll", "brier")
+
+
+def _figure(file_name: str, alt: str) -> list[str]:
+    """Markdown lines linking the figure ``file_name`` (beside ``harness.md``) with ``alt`` text."""
+    return [f"![{alt}]({file_name})", ""]
+
+
+def _calibration_flags(record: dict[str, Any]) -> str:
+    """The gates cell of a calibration row: the record's flags plus any non-finite metric, or "ok"."""
+    return "; ".join(list(record["flags"]) + nan_flags(record, CALIBRATION_KEYS)) or "ok"
 
 
 def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
@@ -14,7 +29,7 @@ def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
     ``TransferMatrix`` (rendered with its own ``to_markdown``)."""
     records = list(payload["models"].values())
     settings = payload["settings"]
-    calibration = [{**r, "flags": "; ".join(r["flags"]) or "ok"} for r in records]
+    calibration = [{**r, "flags": _calibration_flags(r)} for r in records]
     lines = [
         f"# {payload['title']}",
         "",
@@ -25,6 +40,7 @@ def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
         markdown_table(calibration, [("method", "method"), ("s_eval", "S_eval"), ("accuracy", "acc"),
                                      ("ece", "ECE (width)"), ("ece_mass", "ECE (mass)"), ("mce", "MCE"),
                                      ("nll", "NLL"), ("brier", "Brier"), ("flags", "gates")]),
+        *_figure("reliability.png", "Reliability diagrams"),
         f"## Robustness: PGD ({settings['norm']}, {settings['steps']} steps, "
         f"{payload['num_attack_points']} points)",
         "",
@@ -34,24 +50,28 @@ def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
     eps_columns = [(f"eps={e:g}", f"eps={e:g}") for e in settings["eps_values"]]
     rows = [{"method": r["method"], **{f"eps={p['eps']:g}": p["robust_accuracy"] for p in r["robustness"]}}
             for r in records]
-    lines += [markdown_table(rows, [("method", "method"), *eps_columns]), "## AUROC", "",
-              "Misclassification: positives = wrong predictions. OOD: positives = OOD inputs. Adversarial "
-              f"(balanced, seed 000): clean-correct attacked points vs successful {settings['detection_attack']} "
-              "examples, subsampled to the smaller count. Scores are oriented by "
+    ood = bool(settings["ood_points"])
+    lines += [markdown_table(rows, [("method", "method"), *eps_columns]),
+              *_figure("robustness_curves.png", "Robust accuracy against eps"), "## AUROC", "",
+              "Misclassification: positives = wrong predictions. " + ("OOD: positives = OOD inputs. " if ood else "")
+              + f"Adversarial (balanced, Däubener & Fischer): clean-correct attacked points vs successful "
+              f"{settings['detection_attack']} examples, subsampled to the smaller count. Scores are oriented by "
               "each measure's meaning (higher = more uncertain, except max_probability).", ""]
     auroc_rows = []
     for r in records:
         for measure, values in r["auroc"].items():
             auroc_rows.append({"method": r["method"], "measure": measure, **values})
     columns = [("method", "method"), ("measure", "measure"), ("misclassification", "misclassification")]
-    if settings["ood_points"]:
+    if ood:
         columns += [("ood", "OOD"), ("ood_fpr_at_95_tpr", "OOD FPR@95%TPR")]
     columns += [("adversarial_balanced", "adversarial (balanced)"), ("adversarial_num_used", "n per class")]
-    lines += [markdown_table(auroc_rows, columns),
-              f"FPR@95%TPR (OOD = positive): {FPR_AT_TPR_CONVENTION}", "",
+    lines += [markdown_table(auroc_rows, columns)]
+    if ood:
+        lines += [f"FPR@95%TPR (OOD = positive): {FPR_AT_TPR_CONVENTION}", ""]
+    lines += [*_figure("uncertainty_histograms.png", "Uncertainty measures, correct vs wrong predictions"),
               f"## Transfer ({settings['detection_attack']}): error rate of each model (columns) on "
               "examples made against each model (rows); noise rows add Gaussian noise of the same sd", "",
-              transfer.to_markdown(), ""]
+              transfer.to_markdown(), "", *_figure("transfer_heatmap.png", "Transfer error rate (%)")]
     distorted = [r for r in records if "min_distortion" in r]
     if distorted:
         rows = [{"method": r["method"], "attack": attack, **values}
@@ -60,7 +80,7 @@ def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
                   markdown_table(rows, [("method", "method"), ("attack", "attack"), ("success_rate", "success"),
                                         ("mean_l2_successful", "mean L2"), ("mean_rms_successful", "mean rms"),
                                         ("num_points", "points")]),
-                  "Failures (seed 002): successful DeepFool examples whose confidence is higher than on the clean "
+                  "Failures (Subramanya et al.): successful DeepFool examples whose confidence is higher than on the clean "
                   "input, by max softmax probability and by density confidence of the predicted class.", "",
                   markdown_table([{"method": r["method"], **r["deepfool_failures"]} for r in distorted],
                                  [("method", "method"), ("num_successful", "successful"),
@@ -117,5 +137,6 @@ def harness_markdown(payload: dict[str, Any], transfer: Any) -> str:
                     rows.append({"method": r["method"], "measure": "norm. density conf.",
                                  **{str(i): v for i, v in enumerate(curve["density_confidence_predicted"]["normalised"])}})
             level_name = corrupted[0]["corruptions"][corruption]["level_name"]
-            lines += [f"### {corruption} ({level_name})", "", markdown_table(rows, columns, digits=2)]
+            lines += [f"### {corruption} ({level_name})", "", markdown_table(rows, columns, digits=2),
+                      *_figure(f"corruption_{corruption}.png", f"Accuracy under {corruption}")]
     return "\n".join(lines) + "\n"

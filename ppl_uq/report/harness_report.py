@@ -1,18 +1,19 @@
 """The harness report: the same side-by-side comparison from any set of Posteriors (or log_prob_fn
-callables) and data.
+callables) and data, as a thin composition: ``ppl_uq.harness.evaluate`` each model, cross them with
+``ppl_uq.harness.transfer``, store the record (``harness.json`` and ``harness_arrays.npz``), then render it
+(``render_harness``), which needs nothing but what was stored.
 
-``harness_report(models, test, out, rng_key=...)`` scores every model on the test set and writes to ``out``:
-
-- ``harness.md``: calibration table (accuracy, ECE equal-width / equal-mass, MCE, NLL, Brier), robustness
-  table (accuracy vs eps for PGD), AUROC table (misclassification, OOD when given, balanced adversarial
-  detection) per uncertainty measure, the transfer matrix, corruption curves (images only) and the gate
-  flags of each model (MCMC R-hat / divergences, optimisers that did not converge), shown, not hidden;
-- ``harness.json``: every number above, with the conventions and settings;
+Written to ``out``:
+- ``harness.md`` and ``harness.html`` (self-contained): calibration table (accuracy, ECE equal-width /
+  equal-mass, MCE, NLL, Brier), robustness table (accuracy vs eps for PGD), AUROC table
+  (misclassification, OOD when given, balanced adversarial detection) per uncertainty measure, the
+  transfer matrix, corruption curves (images only) and each model's gate flags, shown, not hidden;
+- ``harness.json``: every number, with the conventions and settings; ``harness_arrays.npz``: per-point
+  uncertainty measures and correctness (for the histograms);
 - figures: ``robustness_curves.png``, ``reliability.png``, ``uncertainty_histograms.png``,
   ``transfer_heatmap.png`` and, with ``image_shape``, ``corruption_<name>.png``.
 
-Every file is written atomically. The decision rule everywhere is the argmax of the posterior-predictive
-mean over all S_eval draws of that model.
+The decision rule everywhere is the argmax of the posterior-predictive mean over all S_eval draws.
 """
 
 from __future__ import annotations
@@ -23,45 +24,19 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from ..harness.attacks import deepfool, lbfgs_attack, min_norm_attack, pgd, sanity_checks
-from ..harness.attacks._common import CONVENTIONS, AttackResult, as_predictor
-from ..harness.attacks.transfer import transfer_matrix
-from ..harness.calibration import calibration_summary, confidence_and_correct, plot_reliability, reliability_data
-from ..harness.density import density_confidence, fit_density_confidence, posterior_features, softmax_scaling_demo
-from ..harness.detection import (
-    balanced_adversarial_auroc,
-    fpr_at_tpr,
-    misclassification_auroc,
-    ood_auroc,
-)
-from ..harness.predictive import check_point_labels, check_points, predictive_log_probs
-from ..harness.robustness import corruption_curve, failure_count
-from ..harness.uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
-from .harness_figures import plot_heatmap, plot_robustness_curves, plot_uncertainty_histograms
+from ..harness.attacks._common import AttackResult, as_predictor
+from ..harness.attacks.transfer import TransferMatrix
+from ..harness.calibration import ReliabilityData
+from ..harness.evaluate import Evaluation, Suite, conventions, detection_result, evaluate, transfer
+from ..harness.predictive import check_points
+from ..runs.cells import name_key
+from ..runs.store import npz_bytes
+from .harness_figures import plot_heatmap, plot_reliability, plot_robustness_curves, plot_uncertainty_histograms
 from .harness_markdown import harness_markdown
-from .io import atomic_write_json, atomic_write_text
-from .tables import convergence_flags, mcmc_gate_flags
+from .html import write_html_page
+from .io import atomic_write, atomic_write_json, atomic_write_text, read_json
 
-#: Logit scales of the softmax-pathology table (seed 002, Lemma 3.1).
-SCALING_ALPHAS = (1.0, 2.0, 4.0, 8.0, 16.0)
-
-
-def gate_flags(model: Any) -> list[str]:
-    """Failed gates of a Posterior (MCMC diagnostics, optimiser convergence); [] for a plain callable."""
-    flags: list[str] = []
-    if getattr(model, "is_mcmc", False):
-        flags += mcmc_gate_flags(model.diagnostics())
-    if hasattr(model, "info"):
-        flags += convergence_flags(model.info)
-    return flags
-
-
-def _informative(first: np.ndarray, second: np.ndarray) -> bool:
-    """Whether an AUROC between two groups of scores means anything: both groups are non-empty (a model
-    may make no mistakes) and the scores are not all equal (mutual information and variance of a single
-    draw, S = 1, are 0 everywhere, where the AUROC would be a meaningless 0.5). Otherwise the report
-    shows "—"."""
-    return len(first) > 0 and len(second) > 0 and np.ptp(np.concatenate([first, second])) > 0
+ARRAYS_FILE = "harness_arrays.npz"
 
 
 def _check_models(models: Mapping[str, Any], x: np.ndarray) -> dict[str, Any]:
@@ -72,13 +47,6 @@ def _check_models(models: Mapping[str, Any], x: np.ndarray) -> dict[str, Any]:
             raise ValueError(f"model names must be non-empty strings, got {name!r}")
         as_predictor(models[name], x)  # raises a clear error for anything else
     return dict(models)
-
-
-def _check_eps_values(eps_values: Sequence[float]) -> list[float]:
-    values = [float(e) for e in eps_values]
-    if not values or any(not np.isfinite(e) or e < 0 for e in values) or values != sorted(values):
-        raise ValueError(f"eps_values must be a non-empty increasing sequence of finite numbers >= 0, got {eps_values!r}")
-    return values
 
 
 def harness_report(
@@ -104,201 +72,128 @@ def harness_report(
     sanity: bool = False,
     train: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score every model and write the report (see the module docstring).
+    """Evaluate every model, store the record and render the report (see the module docstring).
 
     Args:
         models: ``{name: Posterior or callable x (N, ...) -> (S, N, C)}``, all on the same inputs.
         test: ``(x (N, ...), y (N,))`` test data.
         out: output directory (created).
-        rng_key: JAX key for the attacks' random starts, the noise rows and the balanced subsamples.
-        eps_values: increasing budgets for the robustness curves (PGD in ``norm``).
-        detection_eps: the budget whose PGD examples feed adversarial detection and the transfer matrix
-            (default: the largest of ``eps_values``).
-        norm: ``"linf"`` or ``"l2"``.
-        steps: PGD steps.
-        bounds: optional input box, e.g. ``(0, 1)`` for images.
+        rng_key: JAX key; each model's evaluation uses ``name_key(rng_key, name)`` (independent of order).
+        eps_values, detection_eps, norm, steps, bounds, num_attack_points, image_shape, corruptions,
+            num_bins, batch_size, min_distortion_points, sanity: the ``Suite`` (``ppl_uq.harness.Suite``).
         ood: optional out-of-distribution inputs (M, ...) for OOD AUROC.
-        num_attack_points: attack only the first this many test points (default: all).
-        image_shape: (H, W) of one image to add corruption curves (needs ``bounds``).
-        corruptions: corruption names (see ``ppl_uq.harness.corruptions.CORRUPTIONS``).
-        num_bins: ECE / reliability bins.
-        title: the report's heading.
-        batch_size: points per attack batch.
-        attack_results: optional ``{name: AttackResult}`` (one per model, made against that model) to use
-            for adversarial detection and the transfer matrix instead of PGD at ``detection_eps``, e.g. the
-            sphere attack's examples (``attack_result_from_examples`` wraps examples made elsewhere).
-        min_distortion_points: when > 0, run DeepFool, box-constrained L-BFGS (needs ``bounds``) and the
-            min-norm attack on this many test points and report their minimum distortions.
-        sanity: run ``sanity_checks`` (eps = 0, unbounded, iterative vs single step, n_grad_samples) at
-            ``detection_eps`` on the attacked points and report the failures.
-        train: optional ``(x_train, y_train)``: fit each model's density confidence (seed 002) to its
-            training features; the corruption curves and the DeepFool failure counts then report it
-            beside the max softmax probability.
+        title: the report's title.
+        attack_results: optional ``{name: AttackResult}`` (one per model) used for adversarial detection
+            and the transfer matrix instead of PGD at ``detection_eps``.
+        train: optional ``(x_train, y_train)``: each model's density confidence (Subramanya et al.).
     Returns:
-        the dict written to ``harness.json``.
+        the payload written to ``harness.json``.
     """
+    suite = Suite(eps_values=tuple(eps_values), detection_eps=detection_eps, norm=norm, steps=steps, bounds=bounds,
+                  num_attack_points=num_attack_points, image_shape=image_shape, corruptions=tuple(corruptions),
+                  num_bins=num_bins, batch_size=batch_size, min_distortion_points=min_distortion_points, sanity=sanity)
     x = check_points(test[0], "test x")
     models = _check_models(models, x)
-    first = as_predictor(next(iter(models.values())), x)
-    y = check_point_labels(test[1], x.shape[0], first.num_classes, name="test y")
-    eps_values = _check_eps_values(eps_values)
-    detection_eps = eps_values[-1] if detection_eps is None else float(detection_eps)
-    if image_shape is not None and bounds is None:
-        raise ValueError("image_shape needs bounds (the pixel range the corruptions clip to)")
-    x_ood = None if ood is None else check_points(ood, "ood")
     if attack_results is not None and set(attack_results) != set(models):
         raise ValueError(f"attack_results must have one entry per model {sorted(models)}, got {sorted(attack_results)}")
-    count = x.shape[0] if num_attack_points is None else min(int(num_attack_points), x.shape[0])
-    x_attack, y_attack = x[:count], y[:count]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    key_attack, key_transfer, key_balance, key_corrupt = jax.random.split(rng_key, 4)
-
-    records: dict[str, dict[str, Any]] = {}
-    reliability, histograms, correctness, curves, detection_results = {}, {}, {}, {}, {}
-    for index, (name, model) in enumerate(models.items()):
-        predictor = as_predictor(model, x)
-        log_predictive = predictive_log_probs(predictor.log_prob_fn, x)
-        confidence, correct = confidence_and_correct(log_predictive, y)
-        measures = uncertainty_measures(predictor.log_prob_fn, x)
-        record: dict[str, Any] = {"method": name, "s_eval": predictor.num_draws, "flags": gate_flags(model)}
-        record.update(calibration_summary(log_predictive, y, num_bins=num_bins))
-        reliability[name] = reliability_data(confidence, correct, num_bins=num_bins)
-        histograms[name], correctness[name] = measures, correct.astype(bool)
-
-        auroc: dict[str, dict[str, Any]] = {m: {} for m in MEASURES}
-        hit = correct.astype(bool)
-        for measure in MEASURES:
-            scores = measures[measure]
-            auroc[measure]["misclassification"] = (
-                misclassification_auroc(scores, hit, higher_means=HIGHER_MEANS[measure])
-                if _informative(scores[hit], scores[~hit]) else None)
-        if x_ood is not None:
-            ood_measures = uncertainty_measures(predictor.log_prob_fn, x_ood)
-            for measure in MEASURES:
-                scores_in, scores_out = measures[measure], ood_measures[measure]
-                informative = _informative(scores_in, scores_out)
-                auroc[measure]["ood"] = (ood_auroc(scores_in, scores_out, higher_means=HIGHER_MEANS[measure])
-                                         if informative else None)
-                auroc[measure]["ood_fpr_at_95_tpr"] = (
-                    fpr_at_tpr(scores_out, scores_in, 0.95, higher_is_positive=HIGHER_MEANS[measure] == "uncertain")
-                    if informative else None)
-
-        robustness = []
-        for i, eps in enumerate(eps_values):
-            result = pgd(predictor, x_attack, y_attack, eps=eps, norm=norm, steps=steps, bounds=bounds,
-                         rng_key=jax.random.fold_in(key_attack, 1000 * index + i), batch_size=batch_size)
-            robustness.append({"eps": eps, "robust_accuracy": result.robust_accuracy,
-                               "success_rate": result.success_rate})
-        record["robustness"] = robustness
-        curves[name] = {"x": eps_values, "y": [r["robust_accuracy"] for r in robustness]}
-
-        if attack_results is None:
-            detection = pgd(predictor, x_attack, y_attack, eps=detection_eps, norm=norm, steps=steps,
-                            bounds=bounds, rng_key=jax.random.fold_in(key_attack, 1000 * index + 999),
-                            batch_size=batch_size)
-            clean_measures = {m: v[:count] for m, v in measures.items()}
-        else:
-            detection = attack_results[name]
-            clean_measures = uncertainty_measures(predictor.log_prob_fn, detection.x)
-        detection_results[name] = detection
-        record["detection_attack"] = {k: v for k, v in detection.summary().items() if k != "conventions"}
-        adv_measures = uncertainty_measures(predictor.log_prob_fn, detection.x_adv)
-        for measure in MEASURES:
-            clean_scores = clean_measures[measure][detection.clean_correct]
-            adv_scores = adv_measures[measure][detection.success]
-            if _informative(clean_scores, adv_scores):
-                balanced = balanced_adversarial_auroc(clean_scores, adv_scores, rng_key=key_balance,
-                                                      higher_means=HIGHER_MEANS[measure])
-                auroc[measure]["adversarial_balanced"] = balanced.auroc
-                auroc[measure]["adversarial_num_used"] = balanced.num_used
-            else:
-                auroc[measure]["adversarial_balanced"] = None
-                auroc[measure]["adversarial_num_used"] = 0
-        record["auroc"] = auroc
-
-        density = None
-        if train is not None:
-            density = fit_density_confidence(posterior_features(model, train[0]), train[1],
-                                             num_classes=predictor.num_classes)
-            record["density_cov_scale"] = float(density.cov_scale)
-            record["softmax_scaling"] = softmax_scaling_demo(posterior_features(model, x), SCALING_ALPHAS,
-                                                             density=density)
-        if min_distortion_points > 0:
-            record["min_distortion"], fooled = _min_distortion(predictor, x[:min_distortion_points],
-                                                               y[:min_distortion_points], bounds, batch_size)
-            record["deepfool_failures"] = _confidence_failures(model, fooled, density)
-        if sanity:
-            record["sanity"] = sanity_checks(predictor, x_attack, y_attack, eps=detection_eps, norm=norm, steps=steps,
-                                             bounds=bounds, rng_key=jax.random.fold_in(key_attack, 1000 * index + 998),
-                                             batch_size=batch_size)
-            record["flags"] = record["flags"] + [f"sanity check failed: {name}" for name in record["sanity"]["failed"]]
-        if image_shape is not None:
-            record["corruptions"] = {
-                corruption: corruption_curve(model, x, y, corruption=corruption, image_shape=image_shape,
-                                             rng_key=key_corrupt, bounds=bounds, density=density)
-                for corruption in corruptions
-            }
-        records[name] = record
-
-    transfer = transfer_matrix(detection_results, models, noise_sds=("matched",), rng_key=key_transfer,
-                               bounds=bounds)
-    payload = {
-        "title": title,
-        "num_test_points": int(x.shape[0]),
-        "num_attack_points": count,
-        "settings": {"eps_values": eps_values, "detection_eps": detection_eps, "norm": norm, "steps": steps,
-                     "bounds": bounds, "num_bins": num_bins, "ood_points": None if x_ood is None else len(x_ood),
-                     "detection_attack": (f"PGD {norm} at eps = {detection_eps:g}" if attack_results is None
-                                          else ", ".join(sorted({r.attack for r in attack_results.values()})))},
-        "conventions": {**CONVENTIONS, "auroc_orientation": dict(HIGHER_MEANS)},
-        "models": records,
-        "transfer": transfer.to_dict(),
+    key_evaluate, key_transfer = jax.random.split(rng_key)
+    evaluations = {
+        name: evaluate(model, test, rng_key=name_key(key_evaluate, name), suite=suite, ood=ood, train=train,
+                       attack_result=None if attack_results is None else attack_results[name])
+        for name, model in models.items()
     }
-    _write_figures(out, curves, reliability, histograms, correctness, transfer, records, norm, title)
-    atomic_write_text(out / "harness.md", harness_markdown(payload, transfer))
-    atomic_write_json(out / "harness.json", payload)
+    matrix = transfer(models, {name: detection_result(ev, test) for name, ev in evaluations.items()},
+                      rng_key=key_transfer, bounds=suite.bounds)
+    payload = harness_payload(evaluations, matrix, suite, title=title, ood_points=None if ood is None else len(ood))
+    store_harness(out, payload, harness_arrays(evaluations))
+    render_harness(out)
     return payload
 
 
-def _min_distortion(predictor: Any, x: np.ndarray, y: np.ndarray, bounds: Any, batch_size: int) -> dict[str, Any]:
-    """DeepFool, L-BFGS (with a box) and min-norm on ``(x, y)``: success rate and distortions of each."""
-    results = {"deepfool": deepfool(predictor, x, y, bounds=bounds, batch_size=min(batch_size, 128)),
-               "min-norm": min_norm_attack(predictor, x, y, bounds=bounds, batch_size=batch_size)}
-    if bounds is not None:
-        results["lbfgs"] = lbfgs_attack(predictor, x, y, bounds=bounds)
-    out = {}
-    for name, result in results.items():
-        summary = result.summary()
-        out[name] = {key: summary[key] for key in ("success_rate", "mean_l2_successful", "mean_rms_successful",
-                                                   "mean_linf_successful", "num_points")}
-    return out, results["deepfool"]
+def harness_payload(evaluations: Mapping[str, Evaluation], transfer_record: Mapping[str, Any], suite: Suite, *,
+                    title: str, ood_points: int | None) -> dict[str, Any]:
+    """The JSON-able report record: title, sizes, settings, conventions, one record per model and the transfer matrix."""
+    records = {name: {"method": name, **ev.record} for name, ev in evaluations.items()}
+    first = next(iter(records.values()))
+    attacks = sorted({r["detection_attack"]["attack"] for r in records.values()})
+    detection = (f"PGD {suite.norm} at eps = {suite.attack_eps:g}" if attacks and attacks[0].startswith("pgd")
+                 else ", ".join(attacks))
+    return {
+        "title": title,
+        "num_test_points": first["num_test_points"],
+        "num_attack_points": first["num_attack_points"],
+        "settings": {**suite.to_dict(), "detection_eps": suite.attack_eps, "ood_points": ood_points,
+                     "detection_attack": detection},
+        "conventions": conventions(),
+        "models": records,
+        "transfer": dict(transfer_record),
+    }
 
 
-def _confidence_failures(model: Any, result: AttackResult, density: Any) -> dict[str, Any]:
-    """Seed 002's failures: successful DeepFool examples whose confidence exceeds their clean input's,
-    by the max softmax probability and (with a density) the density confidence of the predicted class."""
-    ok = result.success
-    out: dict[str, Any] = {"num_successful": int(ok.sum())}
-    if not ok.any():
-        return out
-    clean = np.exp(np.max(result.log_predictive_clean[ok], axis=1))
-    adv = np.exp(np.max(result.log_predictive_adv[ok], axis=1))
-    out["max_probability"] = failure_count(clean, adv)
-    if density is not None:
-        scores = [density_confidence(density, posterior_features(model, inputs[ok]), classes=decision[ok])
-                  for inputs, decision in ((result.x, result.clean_prediction), (result.x_adv, result.adv_prediction))]
-        out["density_confidence"] = failure_count(np.asarray(scores[0]), np.asarray(scores[1]))
-    return out
+def harness_arrays(evaluations: Mapping[str, Evaluation]) -> dict[str, np.ndarray]:
+    """The per-point arrays the figures need: ``METHOD/measure/NAME`` and ``METHOD/correct``."""
+    return {f"{name}/{key}": value for name, ev in evaluations.items() for key, value in ev.arrays.items()
+            if key.startswith("measure/") or key == "correct"}
 
 
-def _write_figures(out, curves, reliability, histograms, correctness, transfer, records, norm, title) -> None:
+def store_harness(out: str | Path, payload: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``harness.json`` and ``harness_arrays.npz`` into ``out`` (atomically)."""
+    out = Path(out)
+    atomic_write_json(out / "harness.json", payload)
+    data = npz_bytes(arrays)
+    atomic_write(out / ARRAYS_FILE, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def transfer_from_record(record: Mapping[str, Any]) -> TransferMatrix:
+    """The ``TransferMatrix`` of its ``to_dict()`` record."""
+    arrays = ("error", "accuracy", "row_sd", "row_rms_distortion", "num_points")
+    tuples = ("row_names", "column_names", "row_kinds", "row_sources")
+    return TransferMatrix(**{k: (np.asarray(v, float) if k in arrays else tuple(v) if k in tuples else dict(v))
+                             for k, v in record.items()})
+
+
+def reliability_from_record(record: Mapping[str, Any]) -> ReliabilityData:
+    """The ``ReliabilityData`` of a stored reliability record (None entries masked)."""
+    def masked(values: Any) -> np.ma.MaskedArray:
+        array = np.array([np.nan if v is None else v for v in values], float)
+        return np.ma.masked_invalid(array)
+
+    return ReliabilityData(record["binning"], masked(record["lower"]), masked(record["upper"]),
+                           np.asarray(record["counts"], np.int64), masked(record["mean_confidence"]),
+                           masked(record["accuracy"]), int(record["num_points"]))
+
+
+def render_harness(out: str | Path) -> str:
+    """Re-render the harness report in ``out`` (figures, ``harness.md``, ``harness.html``) from the stored
+    ``harness.json`` and ``harness_arrays.npz``, computing nothing; returns the Markdown."""
+    out = Path(out)
+    payload = read_json(out / "harness.json")
+    with np.load(out / ARRAYS_FILE, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    records = payload["models"]
+    transfer_matrix = transfer_from_record(payload["transfer"])
+    title, norm = payload["title"], payload["settings"]["norm"]
+    curves = {name: {"x": [p["eps"] for p in r["robustness"]], "y": [p["robust_accuracy"] for p in r["robustness"]]}
+              for name, r in records.items()}
     plot_robustness_curves(out / "robustness_curves.png", curves, xlabel=f"eps ({norm})", title=f"{title}: PGD")
-    plot_reliability(out / "reliability.png", reliability, title=f"{title}: reliability")
-    plot_uncertainty_histograms(out / "uncertainty_histograms.png", histograms, correctness,
+    plot_reliability(out / "reliability.png", {n: reliability_from_record(r["reliability"]) for n, r in records.items()},
+                     title=f"{title}: reliability")
+    measures = {n: {key.split("/", 2)[2]: value for key, value in arrays.items() if key.startswith(f"{n}/measure/")}
+                for n in records}
+    correct = {n: arrays[f"{n}/correct"] for n in records}
+    plot_uncertainty_histograms(out / "uncertainty_histograms.png", measures, correct,
                                 title=f"{title}: uncertainty, correct vs wrong")
-    plot_heatmap(out / "transfer_heatmap.png", transfer.error, transfer.row_names, transfer.column_names,
-                 title="Transfer: error rate (%)", xlabel="scored by", ylabel="examples made against")
+    plot_heatmap(out / "transfer_heatmap.png", transfer_matrix.error, transfer_matrix.row_names,
+                 transfer_matrix.column_names, title="Transfer: error rate (%)", xlabel="scored by",
+                 ylabel="examples made against")
+    _plot_corruptions(out, records, title)
+    text = harness_markdown(payload, transfer_matrix)
+    atomic_write_text(out / "harness.md", text)
+    write_html_page(out / "harness.html", text, base_dir=out, title=title)
+    return text
+
+
+def _plot_corruptions(out: Path, records: Mapping[str, Any], title: str) -> None:
     corrupted = [r["corruptions"] for r in records.values() if "corruptions" in r]
     for corruption in corrupted[0] if corrupted else ():
         lines = {}

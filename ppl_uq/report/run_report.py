@@ -149,7 +149,7 @@ def render_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     title = f"{report.get('title', 'runs')} — {len(loaded)} runs combined (mean ± sd)"
     lines = [f"# {title}", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
     for table in report.get("tables", []):
-        per_run = [{r["row"] if "row" in r else n: r for n, r in zip(table["cells"], table_rows(table, cells))}
+        per_run = [dict(zip(table["cells"], table_rows(table, cells), strict=True))
                    for _, cells in loaded]
         names = [n for n in per_run[0] if all(n in rows for rows in per_run)]
         combined = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Mapping, Sequence
+import numbers
+from typing import Any, Iterable, Mapping, Sequence
 
 #: R-hat above this, or any divergence, fails an MCMC result's gate.
 RHAT_GATE = 1.01
@@ -38,19 +39,36 @@ def convergence_flags(info: Mapping[str, Any]) -> list[str]:
     return flags
 
 
+def _non_finite_text(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _is_float(value: Any) -> bool:
+    """True for Python and NumPy floats (real, not integral, not bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral))
+
+
 def format_value(value: Any, digits: int = 3) -> str:
-    """Numbers to ``digits`` decimals; None / NaN as an em dash; everything else via str()."""
+    """Return ``value`` as table text: floats to ``digits`` decimals; None (not applicable) as an em dash;
+    NaN as "NaN" and infinities as "inf" / "-inf" (a failed computation, never hidden as a dash);
+    everything else via str()."""
     if value is None:
         return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "—"
-        return f"{value:.{digits}f}"
+    if _is_float(value):
+        value = float(value)
+        return f"{value:.{digits}f}" if math.isfinite(value) else _non_finite_text(value)
     return str(value)
+
+
+def nan_flags(record: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    """Return a gate flag for every non-finite float among ``record[key]`` for ``keys``, in key order:
+    "NaN in ece", "inf in nll", "-inf in ..." (missing keys and None are not flagged); [] when all are finite."""
+    flags = []
+    for key in keys:
+        value = record.get(key)
+        if _is_float(value) and not math.isfinite(float(value)):
+            flags.append(f"{_non_finite_text(float(value))} in {key}")
+    return flags
 
 
 def markdown_table(records: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], digits: int = 3) -> str:

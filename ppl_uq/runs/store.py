@@ -31,6 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..files import current_umask, json_text, read_json
+
 MARKER = "COMPLETE.json"
 RECORD = "record.json"
 ARRAYS = "arrays.npz"
@@ -42,16 +44,8 @@ class RunLockedError(RuntimeError):
 
 
 def file_mode() -> int:
-    """The mode a new file gets under this process's umask (``0o666 & ~umask``), read without changing it."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no /proc: read by setting and restoring
-    os.umask(mask)
-    return 0o666 & ~mask
+    """The mode a new file gets under this process's umask: ``0o666 & ~umask``."""
+    return 0o666 & ~current_umask()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -60,36 +54,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def json_bytes(payload: Any) -> bytes:
-    """Indented JSON of ``payload`` (non-finite floats as the strings "NaN", "Infinity", "-Infinity")."""
-    return (json.dumps(_finite_json(payload), indent=2, allow_nan=False) + "\n").encode("utf-8")
-
-
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _finite_json(value.tolist())
-    if isinstance(value, float) and value != value:
-        return "NaN"
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """JSON from ``path``, with the strings "NaN", "Infinity", "-Infinity" read back as floats."""
-    specials = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-    def restore(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: restore(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [restore(v) for v in value]
-        return specials.get(value, value) if isinstance(value, str) else value
-
-    return restore(json.loads(Path(path).read_text(encoding="utf-8")))
+    """``ppl_uq.files.json_text(payload)`` as UTF-8 bytes (non-finite floats as "NaN", "Infinity", ...)."""
+    return json_text(payload).encode("utf-8")
 
 
 def npz_bytes(arrays: Mapping[str, Any]) -> bytes:

@@ -1,11 +1,11 @@
-"""What every attack shares: the model it attacks (``Predictor``), the result it returns
-(``AttackResult``), the reporting conventions, and argument checks."""
+"""What every attack shares: the model it attacks (``Predictor``, defined in ``predictive.py`` and
+re-exported here), the result it returns (``AttackResult``), the reporting conventions, and argument
+checks."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +13,11 @@ import numpy as np
 
 from ...data.validate import check_bounds, check_choice, check_positive
 from ..predictive import (
+    Predictor,
+    as_predictor,
     check_batch_size,
     check_point_labels,
     check_points,
-    output_shape,
     predictive_log_probs,
 )
 
@@ -33,51 +34,6 @@ CONVENTIONS = {
     ),
     "rms_distortion": "sqrt(sum_i (x'_i - x_i)^2 / n), n = input dimensions (Szegedy et al.)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-    """The attacked model, as pure functions of the input.
-
-    Attributes:
-        log_prob_fn: ``x (N, ...) -> (S, N, C)`` per-draw log-probabilities (or logits).
-        draw_log_prob_fn: ``(indices (k,), x) -> (k, N, C)``, the same for chosen draws only (EOT).
-        num_draws: S, the draws the decision averages over (S_eval).
-        num_classes: C.
-    """
-
-    log_prob_fn: Callable[[jax.Array], jax.Array]
-    draw_log_prob_fn: Callable[[jax.Array, jax.Array], jax.Array]
-    num_draws: int
-    num_classes: int
-
-
-def as_predictor(model: Any, x: np.ndarray) -> Predictor:
-    """Wrap a ``Posterior`` or a ``log_prob_fn`` callable (x -> (S, N, C)) as a ``Predictor``.
-
-    ``x`` is a finite float32 batch (N, ...) used only to trace the output shape.
-    """
-    if isinstance(model, Predictor):
-        return model
-    if hasattr(model, "log_prob_fn") and hasattr(model, "draw_log_prob_fn"):
-        log_prob_fn, draw_log_prob_fn = model.log_prob_fn(), model.draw_log_prob_fn()
-    elif callable(model):
-        log_prob_fn = model
-        draw_log_prob_fn = _subset_of(model)
-    else:
-        raise TypeError(
-            f"model must be a Posterior or a callable x -> (S, N, C) log-probabilities, got {type(model).__name__}"
-        )
-    num_draws, num_classes = output_shape(log_prob_fn, x)
-    if num_classes < 2:
-        raise ValueError(f"the model returns {num_classes} class(es); an attack needs at least 2")
-    return Predictor(log_prob_fn, draw_log_prob_fn, num_draws, num_classes)
-
-
-@functools.lru_cache(maxsize=16)
-def _subset_of(log_prob_fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Chosen draws of a plain callable: all S are evaluated, then indexed (correct, not cheaper)."""
-    return lambda indices, x: log_prob_fn(x)[indices]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,9 +161,9 @@ def finish(
     if not np.all(np.isfinite(x_adv)):
         raise FloatingPointError(f"{attack}: the attack produced NaN or inf inputs (see its loss_trace)")
     if log_predictive_clean is None:
-        log_predictive_clean = predictive_log_probs(predictor.log_prob_fn, x, batch_size=batch_size)
+        log_predictive_clean = predictive_log_probs(predictor, x, batch_size=batch_size)
     if log_predictive_adv is None:
-        log_predictive_adv = predictive_log_probs(predictor.log_prob_fn, x_adv, batch_size=batch_size)
+        log_predictive_adv = predictive_log_probs(predictor, x_adv, batch_size=batch_size)
     for name, value in (("clean", log_predictive_clean), ("adversarial", log_predictive_adv)):
         if np.isnan(value).any():
             raise FloatingPointError(f"{attack}: the model returned NaN log-probabilities on the {name} inputs")
@@ -239,7 +195,7 @@ def attack_result_from_examples(
     batch_size: int = 1000,
 ) -> AttackResult:
     """An ``AttackResult`` for adversarial examples made elsewhere (another library, a cached run),
-    scored by ``model`` (a ``Posterior`` or a ``log_prob_fn``) under the same decision rule.
+    scored by ``model`` (a ``Posterior``, a ``Predictor`` or a ``log_prob_fn``) under the same decision rule.
 
     Args:
         x, x_adv: (N, ...) clean and adversarial inputs of the same shape.

@@ -32,7 +32,6 @@ below 0 as points cross.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -41,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..predictive import batches, pad_rows, predictive_log_mean
-from ._common import AttackResult, check_batch_size, check_bounds, check_inputs, check_positive, finish
+from ._common import AttackResult, Predictor, check_batch_size, check_bounds, check_inputs, check_positive, finish
 
 
 def _padded_size(count: int, batch_size: int) -> int:
@@ -49,14 +48,14 @@ def _padded_size(count: int, batch_size: int) -> int:
     return min(batch_size, max(8, 1 << int(math.ceil(math.log2(count)))))
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_deepfool(log_prob_fn: Any, *, bounded: bool):
-    """Jitted, vmapped ``(start, step)`` for a batch of points.
+def _build_deepfool(predictor: Predictor, *, bounded: bool):
+    """Jitted, vmapped ``(start, step)`` for a batch of points, built by ``predictor.compiled``.
 
     ``start(x0 (B, ...)) -> (k0 (B,), margin (B,))``: the clean decision and its margin.
     ``step(x0, total, k0, overshoot, lo, hi) -> (x, total, margin, decision)``: one DeepFool iteration
     from ``x = x0 + (1 + overshoot) * total`` (clipped into the box when ``bounded``).
     """
+    log_prob_fn = predictor.log_prob_fn
 
     def predictive(x: jax.Array) -> jax.Array:  # one point (...,) -> (C,)
         return predictive_log_mean(jax.nn.log_softmax(log_prob_fn(x[None]), axis=-1))[0]
@@ -115,7 +114,8 @@ def deepfool(
     """DeepFool (L2, untargeted) on the posterior predictive; see the module docstring.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        model: a ``Posterior``, its ``Predictor`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities
+            (or logits).
         x: (N, ...) clean inputs, finite (inside ``bounds`` when given).
         y: (N,) true labels; DeepFool itself moves each point off its clean *decision*, and success is
             judged against y (clean-correct points that end up wrong).
@@ -132,7 +132,7 @@ def deepfool(
     max_iter = check_positive("max_iter", max_iter, integer=True)
     box = check_bounds(bounds, x)
     batch_size = check_batch_size(batch_size)
-    start, step = _compiled_deepfool(predictor.log_prob_fn, bounded=box is not None)
+    start, step = predictor.compiled(_build_deepfool, bounded=box is not None)
     lo, hi = box if box is not None else (0.0, 0.0)
     num_points = x.shape[0]
     clean_decision = np.empty(num_points, np.int32)

@@ -1,4 +1,5 @@
-"""First-order attacks with a norm budget: FGSM and PGD in L-infinity and L2, plus the sphere attack.
+"""First-order attacks with a norm budget: FGSM and PGD in L-infinity and L2 (the sphere attack, another
+first-order attack, is in ``sphere.py``).
 
 PGD (Madry et al.) ascends the attack objective (``objectives.py``) from a random start in the
 eps-ball, with a step of ``step_size`` along sign(g) (L-infinity) or g / ||g|| (L2), projecting after
@@ -15,13 +16,13 @@ PGD returns, per point, the iterate with the highest objective value seen (on th
 step); with EOT that value is a k-draw estimate. ``loss_trace[t]`` is the mean over points of the
 objective at iterate t (t = 0 is the start).
 
-Points go through in batches of ``batch_size``; each batch is one jit-compiled ``lax.scan`` whose
-compiled form is cached on the model function and the static settings, so an eps sweep compiles once.
+Points go through in batches of ``batch_size``; each batch is one jit-compiled ``lax.scan``, built once
+per static settings on the model's ``Predictor`` (eps and the step size are arguments), so an eps sweep
+on one Posterior or Predictor compiles once.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -29,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..predictive import batches, pad_rows
-from ..sphere_attack import sphere_attack
 from ._common import (
     AttackResult,
     Predictor,
@@ -78,10 +78,8 @@ def _random_start(key: jax.Array, x0: jax.Array, eps: jax.Array, norm: str) -> j
     return x0 + direction * per_point(radius, x0)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_pgd(
-    draw_log_prob_fn: Any,
-    num_draws: int,
+def _build_pgd(
+    predictor: Predictor,
     *,
     norm: str,
     objective: str,
@@ -92,8 +90,10 @@ def _compiled_pgd(
     keep_best: bool,
     bounded: bool,
 ):
-    """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv, values (steps + 1, B))`` for a batch."""
+    """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv (B, ...), values (steps + 1, B))``
+    for a batch, built by ``predictor.compiled`` (once per static settings)."""
     point = point_objective(objective, targeted=targeted)
+    draw_log_prob_fn, num_draws = predictor.draw_log_prob_fn, predictor.num_draws
 
     def draw_indices(key: jax.Array) -> jax.Array:
         if n_grad_samples is None:
@@ -143,7 +143,7 @@ def _run_batches(predictor: Predictor, x: np.ndarray, labels: np.ndarray, rng_ke
     CLI and tests set) batches run concurrently: XLA runs the batched matrix products over draws on one
     core each (benchmarks/pgd_vs_torch.py). With one device this is the plain sequential loop.
     """
-    run = _compiled_pgd(predictor.draw_log_prob_fn, predictor.num_draws, bounded=box is not None, **static)
+    run = predictor.compiled(_build_pgd, bounded=box is not None, **static)
     lo, hi = box if box is not None else (0.0, 0.0)
     size = min(batch_size, x.shape[0])
     devices = jax.local_devices()
@@ -191,7 +191,8 @@ def pgd(
     """Projected gradient descent (Madry et al.) on the posterior predictive.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        model: a ``Posterior``, its ``Predictor`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities
+            (or logits).
         x: (N, ...) clean inputs, finite, inside ``bounds``.
         y: (N,) true labels in [0, C).
         eps: the budget, ||x' - x|| <= eps in the chosen norm (0 returns the input).
@@ -200,7 +201,8 @@ def pgd(
         steps: gradient steps.
         step_size: step length (default ``2.5 * eps / steps``, Madry et al.).
         random_start: start from a uniform draw in the eps-ball.
-        objective: ``"exact"`` (posterior predictive), ``"jensen"`` or ``"mean-logits"``.
+        objective: ``"exact"`` (posterior predictive), ``"jensen"``, ``"mean-logits"`` or ``"logit-margin"``
+            (``objectives.OBJECTIVES``).
         n_grad_samples: EOT draws per step; ``None`` uses all S draws.
         target: optional (N,) classes to push towards (a targeted attack), each different from y.
         bounds: optional box ``(lo, hi)`` for valid inputs, e.g. ``(0, 1)`` for images.
@@ -256,13 +258,3 @@ def fgsm(
     return finish(predictor, attack=f"fgsm-{norm}", x=x, x_adv=x_adv, y=labels, target=targets,
                   loss_trace=trace, settings=settings, batch_size=batch_size)
 
-
-def sphere(model: Any, x: Any, y: Any, **options: Any) -> AttackResult:
-    """The Bekasov & Murray sphere attack (``sphere_attack``) as an ``AttackResult``: each point moves on
-    its own sphere ||x'|| = ||x||, pushed towards a wrong class (a targeted attack). ``options`` are
-    ``sphere_attack``'s (step_size, max_steps, jensen_steps, patience, tol, objective, batch_size)."""
-    predictor, x, labels, _ = check_inputs(model, x, y)
-    found = sphere_attack(predictor.log_prob_fn, x, labels, **options)
-    return finish(predictor, attack="sphere", x=x, x_adv=found.x_adv, y=labels, target=found.target,
-                  loss_trace=found.objective_trace, settings=found.settings,
-                  batch_size=found.settings["batch_size"], log_predictive_adv=found.log_predictive)

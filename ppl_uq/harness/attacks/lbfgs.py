@@ -6,7 +6,8 @@ For a point x, a target l != y and a constant c > 0 the attack solves
     minimise over x'   c * ||x' - x||_2^2 + loss(x', l)    subject to lo <= x' <= hi,
 
 with ``loss = -log p_hat(l | x')``, the posterior-predictive objective of ``objectives.py`` (its
-``value``: the size of the gradient matters here, so the direction-only surrogate is not used), by
+``value``: the size of the gradient matters here, so the direction-only surrogate is not used; with
+``objective="logit-margin"`` the loss is the negated log-odds of l, a Carlini & Wagner-style margin), by
 scipy's L-BFGS-B started at x' = x.
 
 Penalty: the paper writes c|r|. We use the *squared* L2 norm, as most implementations do: ||r||_2 is not
@@ -49,7 +50,6 @@ point's term usually does too, but need not.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -57,9 +57,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ..predictive import batches, compiled_predictive, pad_rows, predictive_log_probs
+from ..predictive import batches, pad_rows, predictive_log_probs
 from ._common import (
     AttackResult,
+    Predictor,
     check_batch_size,
     check_bounds,
     check_choice,
@@ -73,10 +74,11 @@ from .objectives import OBJECTIVES, point_objective
 DEFAULT_C_VALUES = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_objective(log_prob_fn: Any, objective: str):
-    """A jitted ``(x_adv (B, ...), x0, targets (B,), c (B,)) -> ((total, values (B,)), grad (B, ...))``."""
+def _build_objective(predictor: Predictor, *, objective: str):
+    """A jitted ``(x_adv (B, ...), x0, targets (B,), c (B,)) -> ((total, values (B,)), grad (B, ...))``,
+    built by ``predictor.compiled``."""
     point = point_objective(objective, targeted=True)
+    log_prob_fn = predictor.log_prob_fn
 
     def batch_objective(x_adv, x0, targets, c):
         scores = log_prob_fn(x_adv)  # (S, B, C)
@@ -223,7 +225,8 @@ def lbfgs_attack(
     """Box-constrained L-BFGS minimum-distortion attack (Szegedy et al.); see the module docstring.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        model: a ``Posterior``, its ``Predictor`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities
+            (or logits).
         x: (N, ...) clean inputs, finite, inside ``bounds``.
         y: (N,) true labels in [0, C).
         target: optional (N,) target classes, each different from y; default: per point the most probable
@@ -231,7 +234,8 @@ def lbfgs_attack(
         bounds: the box ``(lo, hi)`` the adversarial input must stay in, or ``None`` for no box.
         c_values: the grid of penalty constants tried for every point (numbers > 0; sorted here).
         refine_steps: geometric bisection steps on each point's bracket after the grid (0: grid only).
-        objective: ``"exact"`` (posterior predictive), ``"jensen"`` or ``"mean-logits"``.
+        objective: ``"exact"`` (posterior predictive), ``"jensen"``, ``"mean-logits"`` or ``"logit-margin"``
+            (``objectives.OBJECTIVES``).
         max_iter: L-BFGS-B iterations per solve.
         batch_size: points optimised together in one L-BFGS-B call.
     Returns:
@@ -247,14 +251,14 @@ def lbfgs_attack(
     max_iter = check_positive("max_iter", max_iter, integer=True)
     batch_size = check_batch_size(batch_size)
 
-    log_predictive_clean = predictive_log_probs(predictor.log_prob_fn, x, batch_size=batch_size)
+    log_predictive_clean = predictive_log_probs(predictor, x, batch_size=batch_size)
     default_target = targets is None
     if default_target:
         wrong = np.where(np.arange(predictor.num_classes) == labels[:, None], -np.inf, log_predictive_clean)
         targets = np.argmax(wrong, axis=1).astype(np.int32)
 
-    value_and_grad = _compiled_objective(predictor.log_prob_fn, objective)
-    log_predictive = compiled_predictive(predictor.log_prob_fn)
+    value_and_grad = predictor.compiled(_build_objective, objective=objective)
+    log_predictive = predictor.predictive()
     size = min(batch_size, x.shape[0])
     x_adv = np.empty_like(x)
     c_used = np.empty(x.shape[0])

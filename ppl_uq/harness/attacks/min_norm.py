@@ -5,7 +5,8 @@
 where ``loss = log p_hat(y | x + r)`` (untargeted: push the true class down) or ``-log p_hat(t | x + r)``
 (targeted: pull the target up), the posterior-predictive objective of ``objectives.py`` (its ``value``:
 the step sizes of a first-order optimiser depend on the gradient's size, so the direction-only surrogate
-is not used). The paper's c|r| is kept as the plain L2 norm: gradient descent needs no smoothness at
+is not used; with ``objective="logit-margin"`` the log-probabilities are replaced by the class log-odds,
+a Carlini & Wagner-style margin). The paper's c|r| is kept as the plain L2 norm: gradient descent needs no smoothness at
 r = 0 (the subgradient 0 is used there). The seed states the loss as "the loss of f on (x + r, y)";
 as an attack it must *lower* the model's fit, hence the signs above.
 
@@ -22,13 +23,12 @@ them is kept (fallback: the final iterate of the smallest c).
 
 Loss trace: for each point the objective ``c ||r|| + loss`` at every iterate (t = 0 is r = 0) of the run
 whose result it returns; ``loss_trace[t]`` (steps + 1,) is the mean over points. Each batch is one
-jit-compiled ``lax.scan``, cached on the model function and the static settings, so a search over c
-compiles once.
+jit-compiled ``lax.scan``, built once per static settings on the model's ``Predictor`` (c and the
+learning rate are arguments), so a search over c compiles once.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -39,6 +39,7 @@ import optax
 from ..predictive import batches, pad_rows, predictive_log_mean
 from ._common import (
     AttackResult,
+    Predictor,
     check_batch_size,
     check_bounds,
     check_choice,
@@ -59,11 +60,12 @@ def _safe_norm(r: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_min_norm(log_prob_fn: Any, *, objective: str, targeted: bool, optimizer: str, steps: int,
-                       bounded: bool):
-    """A jitted ``(x0, labels, c, learning_rate, lo, hi) -> (x_adv, found (B,), trace (steps + 1, B))``."""
+def _build_min_norm(predictor: Predictor, *, objective: str, targeted: bool, optimizer: str, steps: int,
+                    bounded: bool):
+    """A jitted ``(x0, labels, c, learning_rate, lo, hi) -> (x_adv (B, ...), found (B,), trace (steps + 1, B))``,
+    built by ``predictor.compiled``."""
     point = point_objective(objective, targeted=targeted)
+    log_prob_fn = predictor.log_prob_fn
 
     def batch_objective(r, x0, labels, c):
         scores = log_prob_fn(x0 + r)  # (S, B, C)
@@ -133,7 +135,8 @@ def min_norm_attack(
     docstring.
 
     Args:
-        model: a ``Posterior`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities (or logits).
+        model: a ``Posterior``, its ``Predictor`` or a callable ``x (N, ...) -> (S, N, C)`` log-probabilities
+            (or logits).
         x: (N, ...) clean inputs, finite (inside ``bounds`` when given).
         y: (N,) true labels in [0, C).
         c: the penalty constant (>= 0), or a sequence of them searched per point.
@@ -141,7 +144,8 @@ def min_norm_attack(
         optimizer: ``"adam"`` or ``"sgd"`` (optax).
         learning_rate: the optimiser's step size.
         steps: optimiser steps per value of c.
-        objective: ``"exact"`` (posterior predictive), ``"jensen"`` or ``"mean-logits"``.
+        objective: ``"exact"`` (posterior predictive), ``"jensen"``, ``"mean-logits"`` or ``"logit-margin"``
+            (``objectives.OBJECTIVES``).
         bounds: optional box ``(lo, hi)``; iterates are clipped into it.
         batch_size: points attacked together.
     Returns:
@@ -157,7 +161,7 @@ def min_norm_attack(
     box = check_bounds(bounds, x)
     batch_size = check_batch_size(batch_size)
 
-    run = _compiled_min_norm(predictor.log_prob_fn, objective=objective, targeted=targets is not None,
+    run = predictor.compiled(_build_min_norm, objective=objective, targeted=targets is not None,
                              optimizer=optimizer, steps=steps, bounded=box is not None)
     lo, hi = box if box is not None else (0.0, 0.0)
     goal = labels if targets is None else targets

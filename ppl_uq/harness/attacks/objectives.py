@@ -10,7 +10,13 @@ which is exact for log-probabilities and for unnormalised logits alike and never
 - ``"exact"``: the posterior predictive, ``log p_hat(c) = logsumexp_s log p_s(c) - log k``;
 - ``"jensen"``: its Jensen lower bound ``mean_s log p_s(c)``;
 - ``"mean-logits"``: ``log softmax(mean_s z_s)[c]``, the cross-entropy of the averaged logits (what
-  attacks on a single "mean network" use).
+  attacks on a single "mean network" use);
+- ``"logit-margin"``: the log-odds themselves, averaged over draws, ``mean_s m_s``; for one model
+  (k = 1) the logit margin (``logit_c - logit_other`` for two classes), the "logit trick" of attacks on a
+  single network: unlike log p(c) it keeps growing where p(c) rounds to 1. Its value is a margin, not a
+  log-probability (for L-BFGS and min-norm, a Carlini & Wagner-style loss).
+
+Every attack takes these names; the sphere attack's objectives are schedules of them (``sphere.py``).
 
 An untargeted attack ascends ``-log p(y)``; a targeted one ascends ``log p(target)``.
 
@@ -29,7 +35,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-OBJECTIVES = ("exact", "jensen", "mean-logits")
+OBJECTIVES = ("exact", "jensen", "mean-logits", "logit-margin")
 
 #: (scores (k, C), label ()) -> (surrogate (), value ())
 PointObjective = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -55,7 +61,8 @@ def point_objective(objective: str, *, targeted: bool) -> PointObjective:
     """Return ``f(scores (k, C), label) -> (surrogate, value)`` to be *ascended* by an attack.
 
     ``label`` is the true class (untargeted: value = -log p(label)) or the target (targeted: value =
-    log p(label)), with p given by ``objective`` (one of ``OBJECTIVES``).
+    log p(label)), with p given by ``objective`` (one of ``OBJECTIVES``; for ``"logit-margin"`` the value
+    is -m or m, the mean log-odds). Both are scalars.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -79,4 +86,8 @@ def point_objective(objective: str, *, targeted: bool) -> PointObjective:
         log_odds = class_log_odds(jnp.mean(scores, axis=0), label)
         return sign * log_odds, sign * jax.nn.log_sigmoid(log_odds)
 
-    return mean_logits if objective == "mean-logits" else ensemble
+    def logit_margin(scores: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
+        value = sign * jnp.mean(class_log_odds(scores, label))  # exact gradient: no weights to underflow
+        return value, value
+
+    return {"mean-logits": mean_logits, "logit-margin": logit_margin}.get(objective, ensemble)

@@ -23,7 +23,7 @@ when perturbed.
 Resampled error: scoring a source's examples on ``posterior.redraw(key)``, an independent posterior made
 by the same method, is the diagonal entry with the model swapped for its redraw (the examples were not
 made against the redraw's draws). ``resampled_entry(result, redrawn_model)`` returns that entry alone;
-it is the decision-based version of ``sphere_attack.resampled_error`` (which averages the wrong-class
+it is the decision-based version of ``sphere.resampled_error`` (which averages the wrong-class
 probability instead).
 """
 
@@ -35,8 +35,8 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from ..predictive import batches, check_point_labels, compiled_predictive, pad_rows
-from ._common import AttackResult, as_predictor, check_batch_size, check_bounds, check_positive
+from ..predictive import batches, check_point_labels, pad_rows
+from ._common import AttackResult, Predictor, as_predictor, check_batch_size, check_bounds, check_positive
 
 CONVENTION = (
     "error = 1 - accuracy over all N points of the row; a point is correct only if the scoring model's decision "
@@ -104,9 +104,9 @@ class TransferMatrix:
         return "\n".join(lines)
 
 
-def _decisions(log_prob_fn: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _decisions(predictor: Predictor, x: np.ndarray, batch_size: int) -> np.ndarray:
     """(N,) argmax of the predictive mean, in the padded chunks ``predictive_log_probs`` uses."""
-    compute = compiled_predictive(log_prob_fn)
+    compute = predictor.predictive()
     size = min(batch_size, x.shape[0])
     out = np.empty(x.shape[0], np.int64)
     for start, stop in batches(x.shape[0], size):
@@ -135,10 +135,10 @@ def _check_results(results: Any) -> dict[str, AttackResult]:
     return dict(results)
 
 
-def _check_models(models: Any, x: np.ndarray) -> dict[str, Any]:
-    """``{name: log_prob_fn}`` after checking that every model scores inputs shaped like ``x``."""
+def _check_models(models: Any, x: np.ndarray) -> dict[str, Predictor]:
+    """``{name: Predictor}`` after checking that every model scores inputs shaped like ``x``."""
     if not isinstance(models, Mapping) or not models:
-        raise ValueError("models must be a non-empty dict {name: Posterior or log_prob_fn}")
+        raise ValueError("models must be a non-empty dict {name: Posterior, Predictor or log_prob_fn}")
     checked = {}
     for name, model in models.items():
         if not isinstance(name, str):
@@ -147,7 +147,7 @@ def _check_models(models: Any, x: np.ndarray) -> dict[str, Any]:
             predictor = as_predictor(model, x[:1])
         except (TypeError, ValueError) as err:
             raise ValueError(f"models[{name!r}] cannot score inputs of shape {x.shape[1:]}: {err}") from None
-        checked[name] = (predictor.log_prob_fn, predictor.num_classes)
+        checked[name] = predictor
     return checked
 
 
@@ -161,10 +161,10 @@ def _check_noise_sds(noise_sds: Any) -> list[Any]:
     return [entry if entry == "matched" else check_positive("noise_sds entry", entry) for entry in entries]
 
 
-def _accuracy_points(log_prob_fn: Any, clean_decision: np.ndarray, x_perturbed: np.ndarray, y: np.ndarray,
+def _accuracy_points(predictor: Predictor, clean_decision: np.ndarray, x_perturbed: np.ndarray, y: np.ndarray,
                      batch_size: int) -> np.ndarray:
     """(N,) bool: correct on the clean input (given) and on the perturbed one."""
-    return (clean_decision == y) & (_decisions(log_prob_fn, x_perturbed, batch_size) == y)
+    return (clean_decision == y) & (_decisions(predictor, x_perturbed, batch_size) == y)
 
 
 def _rms(delta: np.ndarray) -> tuple[float, float]:
@@ -187,7 +187,8 @@ def transfer_matrix(
     Args:
         results: ``{source name: AttackResult}``; a source whose name is also a key of ``models`` gives a
             diagonal entry (that model scoring the examples made against it).
-        models: ``{name: Posterior or callable x (N, ...) -> (S, N, C)}``, the scoring models (columns).
+        models: ``{name: Posterior, Predictor or callable x (N, ...) -> (S, N, C)}``, the scoring models
+            (columns).
         noise_sds: noise rows, each ``"matched"`` (one row per source, sd of its perturbation) or a fixed
             sd > 0 (one row on the first source's clean inputs); ``()`` for none.
         rng_key: JAX key for the noise (required when there are noise rows); row i uses ``fold_in(key, i)``.
@@ -206,9 +207,9 @@ def transfer_matrix(
     if batch_size is not None:
         batch_size = check_batch_size(batch_size)
     for name, result in results.items():
-        for model_name, (_, num_classes) in scorers.items():
+        for model_name, scorer in scorers.items():
             try:
-                check_point_labels(result.y, len(result.y), num_classes)
+                check_point_labels(result.y, len(result.y), scorer.num_classes)
             except ValueError as err:
                 raise ValueError(f"results[{name!r}] labels do not fit models[{model_name!r}]: {err}") from None
         if bounds is not None:
@@ -237,11 +238,11 @@ def transfer_matrix(
     for i, (_, _, source, perturbed, _) in enumerate(rows):
         result = results[source]
         size = batch_size if batch_size is not None else int(result.settings.get("batch_size", 1000))
-        for j, (model_name, (log_prob_fn, _)) in enumerate(scorers.items()):
+        for j, (model_name, scorer) in enumerate(scorers.items()):
             if (source, model_name) not in clean_decisions:
-                clean_decisions[source, model_name] = _decisions(log_prob_fn, result.x, size)
+                clean_decisions[source, model_name] = _decisions(scorer, result.x, size)
             accuracy[i, j] = np.mean(
-                _accuracy_points(log_prob_fn, clean_decisions[source, model_name], perturbed, result.y, size))
+                _accuracy_points(scorer, clean_decisions[source, model_name], perturbed, result.y, size))
 
     return TransferMatrix(
         row_names=tuple(row[0] for row in rows),
@@ -259,13 +260,13 @@ def transfer_matrix(
 
 
 def resampled_entry(result: AttackResult, redrawn_model: Any, *, batch_size: int | None = None) -> float:
-    """The resampled error: the error rate of ``redrawn_model`` (e.g. ``posterior.redraw(key)``, or its
-    ``log_prob_fn()``) on ``result``'s adversarial examples, under ``transfer_matrix``'s convention (the
+    """The resampled error: the error rate of ``redrawn_model`` (e.g. ``posterior.redraw(key)``, its
+    ``Predictor`` or its ``log_prob_fn()``) on ``result``'s adversarial examples, under ``transfer_matrix``'s convention (the
     diagonal entry with the source model swapped for its redraw). Returns a float in [0, 1]."""
     results = _check_results({"source": result})
     scorers = _check_models({"redrawn": redrawn_model}, result.x)
-    log_prob_fn, num_classes = scorers["redrawn"]
-    check_point_labels(results["source"].y, len(result.y), num_classes)
+    scorer = scorers["redrawn"]
+    check_point_labels(results["source"].y, len(result.y), scorer.num_classes)
     size = check_batch_size(batch_size) if batch_size is not None else int(result.settings.get("batch_size", 1000))
-    clean = _decisions(log_prob_fn, result.x, size)
-    return float(1.0 - np.mean(_accuracy_points(log_prob_fn, clean, result.x_adv, result.y, size)))
+    clean = _decisions(scorer, result.x, size)
+    return float(1.0 - np.mean(_accuracy_points(scorer, clean, result.x_adv, result.y, size)))

@@ -8,19 +8,22 @@ more, the most probable wrong class at ``x0`` or a given target):
 
 The normalised-gradient step is our reconstruction: the paper's update formula is lost in the seed text.
 
-Objectives, all from the per-draw log-odds of the target ``m_s = log p_s(t) - log sum_{c != t} p_s(c)``
-(differences of log-probabilities, so nothing passes through a sigmoid or saturates in float32):
+Objectives: the attack's ``objective`` setting names a schedule of the objectives every attack shares
+(``objectives.py``, targeted at t), all from the per-draw log-odds of the target
+``m_s = log p_s(t) - log sum_{c != t} p_s(c)`` (differences of log-probabilities, so nothing passes through
+a sigmoid or saturates in float32); ``SCHEDULES`` lists them:
 
-- a single model (S = 1): the logit margin ``m`` (= ``logit_wrong - logit_true`` for two classes) rather
-  than p(t), which saturates in float32 (the "logit trick");
-- an ensemble: the Jensen lower bound ``mean_s log p_s(t)`` for the first ``jensen_steps`` iterations,
-  then the exact ``log p_hat(t) = logsumexp_s log p_s(t) - log S``, with ``log p_s(t) = log sigmoid(m_s)``
-  (exact gradients even where p_s(t) rounds to 1).
+- ``"logit_margin"``, a single model (S = 1): ``"logit-margin"``, the margin ``m`` (=
+  ``logit_wrong - logit_true`` for two classes) rather than p(t), which saturates in float32 (the "logit
+  trick");
+- ``"ensemble"``: ``"jensen"``, the lower bound ``mean_s log p_s(t)``, for the first ``jensen_steps``
+  iterations, then ``"exact"``, ``log p_hat(t) = logsumexp_s log p_s(t) - log S`` with
+  ``log p_s(t) = log sigmoid(m_s)`` (exact gradients even where p_s(t) rounds to 1).
 
-The step uses only the gradient's direction, and for the ensemble objectives that direction is computed
-from coefficients normalised in log space (see ``_point_objective``): where every draw that matters is
-confidently wrong, the gradient's size underflows in float32 (autodiff returns zeros and the attack would
-stall) while its direction is still well defined.
+The step uses only the gradient's direction, and for the ensemble objectives that direction is the
+shared objectives' surrogate, computed from per-draw weights normalised in log space: where every draw
+that matters is confidently wrong, the gradient's size underflows in float32 (autodiff returns zeros and
+the attack would stall) while its direction is still well defined.
 
 Because only class differences enter, ``log_prob_fn`` may equally return unnormalised logits (S, N, C):
 ``Posterior.logits`` gives the same attack as ``Posterior.log_prob_fn()`` without the per-step
@@ -34,34 +37,45 @@ for ``patience`` iterations (the paper's threshold is lost; ``tol = 1e-4`` in lo
 default). The clock ignores the Jensen phase, which can lower the exact objective before the exact phase
 raises it again. ``max_steps`` caps every point.
 
-Implementation: a per-point ``lax.while_loop`` vmapped over a batch of points and jit-compiled; points go
-through in batches of ``batch_size`` to bound memory.
+Implementation: a per-point ``lax.while_loop`` vmapped over a batch of points and jit-compiled, built
+once per settings on the model's ``Predictor`` (so attacking one Posterior again compiles nothing new);
+points go through in batches of ``batch_size`` to bound memory.
+
+``sphere_attack`` returns a ``SphereAttackResult`` (the paper's adversarial and resampled errors are read
+from it); ``sphere`` runs the same attack and returns the ``AttackResult`` every attack returns.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .predictive import (
+from ..predictive import (
     DECISION_RULE,
     LogProbFn,
+    Predictor,
+    as_predictor,
     batches,
     check_batch_size,
     check_point_labels,
     check_points,
-    output_shape,
     pad_rows,
     predictive_log_mean,
     predictive_log_probs,
 )
+from ._common import AttackResult, check_inputs, finish
+from .objectives import point_objective
 
-OBJECTIVES = ("auto", "logit_margin", "ensemble")
+#: Each ``objective`` setting as (objective ascended for the first ``jensen_steps`` iterations, objective
+#: ascended after them, which also ranks points and drives early stopping), in the names of
+#: ``objectives.OBJECTIVES``. ``"auto"`` is ``"logit_margin"`` when S = 1, else ``"ensemble"``.
+SCHEDULES = {"logit_margin": ("logit-margin", "logit-margin"), "ensemble": ("jensen", "exact")}
+
+#: The values ``sphere_attack``'s ``objective`` takes.
+SPHERE_OBJECTIVES = ("auto", *SCHEDULES)
 
 
 class SphereAttackResult(NamedTuple):
@@ -105,45 +119,28 @@ class _LoopState(NamedTuple):
     trace: jax.Array
 
 
-def target_log_odds(scores: jax.Array, target: jax.Array) -> jax.Array:
-    """Per-draw log-odds of class ``target``: ``scores_t - logsumexp_{c != t} scores_c``, shape (S,).
-
-    ``scores`` (S, C) are log-probabilities or unnormalised logits: a per-draw constant cancels, so both
-    give the same value. Its gradient is exact in float32, whereas the gradient of log p_s(t) taken
-    through a log-softmax is formed as (1 - p_s(t)) * ... and rounds to 0 once p_s(t) > 1 - 6e-8.
-    """
-    is_target = jnp.arange(scores.shape[-1]) == target
-    own = jnp.sum(jnp.where(is_target, scores, 0.0), axis=-1)
-    if scores.shape[-1] == 2:  # the one other class, without a logsumexp
-        return own - jnp.sum(jnp.where(is_target, 0.0, scores), axis=-1)
-    return own - jax.nn.logsumexp(jnp.where(is_target, -jnp.inf, scores), axis=-1)
-
-
 def _point_objective(log_prob_fn: LogProbFn, margin: bool):
-    """Return ``f(x (D,), target, use_jensen) -> (ascent, value)`` for one point.
+    """Return ``f(x (D,), target, use_jensen) -> (ascent, value)`` for one point, both scalars.
 
-    ``value`` is the exact objective that ranks points and drives early stopping: log p_hat(target) =
-    logsumexp_s log sigmoid(m_s) - log S, or the logit margin m (S = 1) when ``margin``.
+    ``value`` is the objective that ranks points and drives early stopping (the schedule's second entry,
+    ``SCHEDULES``): log p_hat(target) = logsumexp_s log sigmoid(m_s) - log S, or the logit margin m
+    (S = 1) when ``margin``.
 
-    ``ascent`` is a surrogate whose gradient points along the gradient of the phase's objective; only that
-    direction is used (the step is normalised). Both ensemble objectives have gradients
-    ``sum_s c_s grad m_s`` with ``c_s > 0``: ``c_s = sigmoid(-m_s) / S`` for the Jensen bound and
-    ``c_s = share_s * sigmoid(-m_s)`` for the exact objective, ``share_s = p_s(t) / sum_r p_r(t)``. Where
-    every draw that matters is confidently wrong (m_s >~ 90), all c_s underflow in float32 and autodiff
-    returns a zero gradient (the attack would stall); here the c_s are normalised in log space first,
-    ``ascent = sum_s softmax(log c)_s * m_s`` with ``c`` held fixed, so the direction is exact.
+    ``ascent`` is the surrogate of the phase's objective (``objectives.point_objective``): its gradient
+    has the direction of that objective's gradient, with the per-draw weights normalised in log space
+    (exact where float32 gradients underflow); only that direction is used (the step is normalised).
+    ``use_jensen`` (a traced bool) selects the first phase's surrogate.
     """
+    first_name, then_name = SCHEDULES["logit_margin" if margin else "ensemble"]
+    then = point_objective(then_name, targeted=True)
+    first = None if first_name == then_name else point_objective(first_name, targeted=True)
 
     def objective(x: jax.Array, target: jax.Array, use_jensen: jax.Array):
-        log_odds = target_log_odds(log_prob_fn(x[None])[:, 0, :], target)  # (S,)
-        if margin:
-            return log_odds[0], log_odds[0]
-        log_p_target = jax.nn.log_sigmoid(log_odds)  # (S,) log p_s(t), saturation-free
-        exact = jax.nn.logsumexp(log_p_target) - math.log(log_odds.shape[0])
-        log_p, m = jax.lax.stop_gradient(log_p_target), jax.lax.stop_gradient(log_odds)
-        # log sigmoid(-m) = log sigmoid(m) - m; log share = log p - logsumexp(log p) (a constant dropped).
-        log_coef = jnp.where(use_jensen, log_p - m, 2.0 * log_p - m)
-        return jnp.sum(jax.nn.softmax(log_coef) * log_odds), exact
+        scores = log_prob_fn(x[None])[:, 0, :]  # (S, C)
+        ascent, value = then(scores, target)
+        if first is not None:
+            ascent = jnp.where(use_jensen, first(scores, target)[0], ascent)
+        return ascent, value
 
     return objective
 
@@ -152,15 +149,14 @@ def _project(x: jax.Array, radius: jax.Array) -> jax.Array:
     return x * (radius / jnp.linalg.norm(x))
 
 
-def _build_batch_attack(log_prob_fn: LogProbFn, margin: bool, settings: dict[str, Any]):
-    """Return a jitted ``(x0 (B, D), target (B,)) -> (best_x, log_predictive (B, C), steps, trace)``."""
+def _build_batch_attack(predictor: Predictor, *, margin: bool, step_size: float, max_steps: int,
+                        jensen_steps: int, patience: int | None, tol: float) -> Callable[..., Any]:
+    """A jitted ``(x0 (B, D), target (B,)) -> (best_x (B, D), log_predictive (B, C), steps (B,),
+    trace (B, max_steps + 1))``, built by ``predictor.compiled`` (once per settings)."""
+    log_prob_fn = predictor.log_prob_fn
     objective = _point_objective(log_prob_fn, margin)
     value_and_grad = jax.value_and_grad(objective, has_aux=True)
-    step_size = settings["step_size"]
-    max_steps = settings["max_steps"]
-    jensen_steps = 0 if margin else settings["jensen_steps"]
-    patience = settings["patience"]
-    tol = settings["tol"]
+    jensen_steps = 0 if margin else jensen_steps
 
     def update_best(state: _LoopState, x: jax.Array, value: jax.Array) -> _LoopState:
         better = value > state.best_value
@@ -212,21 +208,6 @@ def _build_batch_attack(log_prob_fn: LogProbFn, margin: bool, settings: dict[str
     return jax.jit(jax.vmap(attack_one))
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_batch_attack(log_prob_fn: LogProbFn, margin: bool, settings: tuple):
-    """``_build_batch_attack`` memoised on the callable's identity, so repeated attacks with the same
-    ``log_prob_fn`` (e.g. in a benchmark) reuse one compiled loop."""
-    return _build_batch_attack(log_prob_fn, margin, dict(settings))
-
-
-def _batch_attack(log_prob_fn: LogProbFn, margin: bool, settings: dict[str, Any]):
-    try:
-        hash(log_prob_fn)
-    except TypeError:
-        return _build_batch_attack(log_prob_fn, margin, settings)
-    return _cached_batch_attack(log_prob_fn, margin, tuple(sorted(settings.items())))
-
-
 def _check_settings(step_size, max_steps, jensen_steps, patience, tol, objective) -> dict[str, Any]:
     if not (isinstance(step_size, (int, float)) and not isinstance(step_size, bool) and step_size > 0):
         raise ValueError(f"step_size must be a positive number, got {step_size!r}")
@@ -239,8 +220,8 @@ def _check_settings(step_size, max_steps, jensen_steps, patience, tol, objective
         raise ValueError(f"patience must be a positive integer or None (no early stopping), got {patience!r}")
     if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol >= 0):
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective not in SPHERE_OBJECTIVES:
+        raise ValueError(f"objective must be one of {SPHERE_OBJECTIVES}, got {objective!r}")
     return {
         "step_size": float(step_size),
         "max_steps": int(max_steps),
@@ -250,9 +231,11 @@ def _check_settings(step_size, max_steps, jensen_steps, patience, tol, objective
     }
 
 
-def _resolve_targets(log_prob_fn, x0, labels, target, num_classes, batch_size) -> np.ndarray:
-    """The wrong class per point: ``1 - y`` for two classes, else the given target or the most probable
-    wrong class under the predictive mean at ``x0``."""
+def _resolve_targets(predictor: Predictor, x0: np.ndarray, labels: np.ndarray, target: Any,
+                     batch_size: int) -> np.ndarray:
+    """The wrong class per point (N,): ``1 - y`` for two classes, else the given target or the most
+    probable wrong class under the predictive mean at ``x0``."""
+    num_classes = predictor.num_classes
     if target is not None:
         targets = check_point_labels(target, x0.shape[0], num_classes, name="target")
         if np.any(targets == labels):
@@ -260,13 +243,13 @@ def _resolve_targets(log_prob_fn, x0, labels, target, num_classes, batch_size) -
         return targets
     if num_classes == 2:
         return (1 - labels).astype(np.int32)
-    log_predictive = predictive_log_probs(log_prob_fn, x0, batch_size=batch_size)
+    log_predictive = predictive_log_probs(predictor, x0, batch_size=batch_size)
     log_predictive[np.arange(len(labels)), labels] = -np.inf
     return np.argmax(log_predictive, axis=1).astype(np.int32)
 
 
 def sphere_attack(
-    log_prob_fn: LogProbFn,
+    log_prob_fn: Any,
     x0: Any,
     y: Any,
     *,
@@ -282,8 +265,10 @@ def sphere_attack(
     """Attack every point on its own sphere; see the module docstring for the algorithm.
 
     Args:
-        log_prob_fn: ``x (n, D) -> (S, n, C)`` per-draw log-probabilities (``Posterior.log_prob_fn()``)
-            or logits (``Posterior.logits``, faster), differentiable in x.
+        log_prob_fn: the model: a ``Posterior``, a ``Predictor``, or a callable ``x (n, D) -> (S, n, C)`` of
+            per-draw log-probabilities (``Posterior.log_prob_fn()``) or logits (``Posterior.logits``,
+            faster), differentiable in x. The compiled attack is kept on the Posterior's / Predictor's
+            ``Predictor``; a plain callable compiles afresh on each call.
         x0: (N, D) finite starting points, none at the origin.
         y: (N,) true labels in [0, C).
         target: optional (N,) wrong classes to push towards (default: ``1 - y`` for C = 2, else the most
@@ -296,7 +281,7 @@ def sphere_attack(
             ``tol``; ``None`` runs every point for exactly ``max_steps`` steps.
         tol: improvement threshold for early stopping, in the objective's (log) units.
         objective: ``"logit_margin"`` (single model), ``"ensemble"`` (Jensen then exact), or ``"auto"``
-            (the margin when S = 1, else the ensemble objective).
+            (the margin when S = 1, else the ensemble objective); see ``SCHEDULES``.
         batch_size: points attacked together (memory holds about S x batch_size x C values per step).
     Returns:
         a ``SphereAttackResult``.
@@ -309,17 +294,16 @@ def sphere_attack(
     radii = np.linalg.norm(x0.astype(np.float64), axis=1)
     if np.any(radii == 0):
         raise ValueError(f"x0 has {int(np.sum(radii == 0))} point(s) at the origin, which have no sphere to stay on")
-    num_draws, num_classes = output_shape(log_prob_fn, x0)
-    if num_classes < 2:
-        raise ValueError(f"log_prob_fn returns {num_classes} class(es); an attack needs at least 2")
+    predictor = as_predictor(log_prob_fn, x0)
+    num_draws, num_classes = predictor.num_draws, predictor.num_classes
     labels = check_point_labels(y, x0.shape[0], num_classes)
-    targets = _resolve_targets(log_prob_fn, x0, labels, target, num_classes, batch_size)
+    targets = _resolve_targets(predictor, x0, labels, target, batch_size)
     if objective == "auto":
         objective = "logit_margin" if num_draws == 1 else "ensemble"
     if objective == "logit_margin" and num_draws != 1:
         raise ValueError(f"objective='logit_margin' is for a single model (S = 1); this ensemble has S = {num_draws}")
 
-    run = _batch_attack(log_prob_fn, objective == "logit_margin", settings)
+    run = predictor.compiled(_build_batch_attack, margin=objective == "logit_margin", **settings)
     size = min(batch_size, x0.shape[0])
     num_points = x0.shape[0]
     x_adv = np.empty_like(x0)
@@ -347,7 +331,8 @@ def sphere_attack(
         objective_trace=(trace_sum / num_points).astype(np.float32),
         radius_drift=float(drift.max()),
         num_draws=num_draws,
-        settings={**settings, "objective": objective, "batch_size": batch_size, "decision_rule": DECISION_RULE},
+        settings={**settings, "objective": objective, "phases": list(SCHEDULES[objective]), "batch_size": batch_size,
+                  "decision_rule": DECISION_RULE},
     )
 
 
@@ -364,11 +349,12 @@ def robust_accuracy(result: SphereAttackResult) -> float:
 
 
 def resampled_error(
-    log_prob_fn: LogProbFn, x_adv: Any, y: Any, *, target: Any = None, batch_size: int = 1000
+    log_prob_fn: Any, x_adv: Any, y: Any, *, target: Any = None, batch_size: int = 1000
 ) -> float:
     """Resampled err.: the mean p_hat_2(wrong | x*) under an independent ensemble made by the same method.
 
-    Pass the second ensemble as ``posterior.redraw(key).log_prob_fn()`` and the attack's ``x_adv``.
+    Pass the second ensemble as ``posterior.redraw(key)`` (or its ``log_prob_fn()`` or ``Predictor``) and
+    the attack's ``x_adv``.
     The wrong class is ``target`` when given (use ``result.target`` for C > 2); otherwise all wrong classes
     together, ``1 - p_hat_2(y | x*)``, which is ``p_hat_2(1 - y | x*)`` for two classes.
     Returns a float in [0, 1].
@@ -382,3 +368,27 @@ def resampled_error(
         return float(np.mean(np.exp(log_predictive[np.arange(num_points), targets])))
     log_p_true = log_predictive[np.arange(num_points), labels].astype(np.float64)
     return float(np.mean(-np.expm1(log_p_true)))
+
+
+def sphere(model: Any, x: Any, y: Any, **options: Any) -> AttackResult:
+    """The sphere attack (``sphere_attack``) as an ``AttackResult``: each point moves on its own sphere
+    ||x'|| = ||x||, pushed towards a wrong class (a targeted attack). ``options`` are ``sphere_attack``'s
+    (step_size, max_steps, jensen_steps, patience, tol, objective, batch_size). The attack's own scores at
+    x' are reused as ``log_predictive_adv``."""
+    predictor, x, labels, _ = check_inputs(model, x, y)
+    found = sphere_attack(predictor, x, labels, **options)
+    return finish(predictor, attack="sphere", x=x, x_adv=found.x_adv, y=labels, target=found.target,
+                  loss_trace=found.objective_trace, settings=found.settings,
+                  batch_size=found.settings["batch_size"], log_predictive_adv=found.log_predictive)
+
+
+__all__ = [
+    "SCHEDULES",
+    "SPHERE_OBJECTIVES",
+    "SphereAttackResult",
+    "adversarial_error",
+    "resampled_error",
+    "robust_accuracy",
+    "sphere",
+    "sphere_attack",
+]
