@@ -267,8 +267,13 @@ class Posterior:
 
         Returns ``rhat_max`` (NaN with one chain), ``ess_bulk_min``, ``ess_tail_min`` (NaN with fewer
         than 4 draws per chain) and
-        ``divergences`` (total count, 0 when the method has none).
+        ``divergences`` (total count, 0 when the method has none). Computed once per Posterior (the
+        draws never change); each call returns a fresh copy.
         """
+        return dict(self._diagnostics)
+
+    @functools.cached_property
+    def _diagnostics(self) -> dict[str, float]:
         divergences = int(np.sum(self.sample_stats.get("diverging", 0)))
         if self.num_draws < 4:  # a point estimate or a handful of draws: no ESS / R-hat to speak of
             nan = float("nan")
