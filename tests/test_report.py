@@ -123,7 +123,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_a_write_that_fails_midway_never_replaces_the_target(tmp_path):
-    from ppl_uq.report.io import _atomic
+    from ppl_uq.files import atomic_write
 
     target = tmp_path / "results.json"
     atomic_write_text(target, "complete")
@@ -134,7 +134,7 @@ def test_a_write_that_fails_midway_never_replaces_the_target(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _atomic(target, half_then_fail)
+        atomic_write(target, half_then_fail)
     assert target.read_text() == "complete"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 

@@ -38,7 +38,7 @@ from .io import atomic_write_text
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
 #: Header texts of the columns that hold gate results; cells other than ``PASSING`` are highlighted.
-GATE_HEADERS = {"gates", "failed", "flags"}
+GATE_HEADERS = {"gate", "gates", "failed", "flags"}
 PASSING = {"ok", "none", "", "—"}
 _NUMBER = re.compile(r"^[-+−]?(\d[\d,]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*%?$|^(NaN|-?inf|—)$")
 
