@@ -190,3 +190,48 @@ def test_dask_local_cluster_equals_in_process_and_survives_a_dying_worker(tmp_pa
             assert np.array_equal(stored.arrays["draws"], theirs.arrays["draws"]), name
     pids = {on_dask.cells[n].record["pid"] for n in "abcd"}
     assert os.getpid() not in pids, "dask cells ran in the test process"
+
+
+# -- reports rendered from records ---------------------------------------------------------------
+def _report_manifest(names):
+    return {"experiment": "toy", "report": {
+        "title": "Toy", "intro": "Means of normal draws.",
+        "tables": [{"name": "table", "title": "Means", "caption": "one row per cell", "cells": list(names),
+                    "columns": [["which", "cell"], ["mean", "mean"], ["gate", "gate"]], "gate_keys": ["mean"]}]}}
+
+
+def _with_which(cell, **kwargs):
+    output = toy_cell(cell, **kwargs)
+    output.record["which"] = cell.name
+    return output
+
+
+def test_reports_render_from_records_and_combine_runs_into_mean_and_sd(tmp_path):
+    from ppl_uq.report import external_references
+    from ppl_uq.report.run_report import render_run, render_runs
+
+    means = []
+    for seed in (0, 1, 2):
+        cells = [Cell("toy", name, backend="none", options={"scale": 1.0, "which": name}, seed=seed) for name in "ab"]
+        result = run_cells(cells, _with_which, tmp_path / f"seed{seed}", manifest=_report_manifest("ab"), progress=False)
+        means.append(result.cells["a"].record["mean"])
+        page = render_run(tmp_path / f"seed{seed}")
+        assert external_references(page.read_text()) == []
+    table = (tmp_path / "seed0" / "table.md").read_text()
+    assert f"{means[0]:.3f}" in table and "| ok |" in table
+    combined = render_runs([tmp_path / f"seed{s}" for s in (0, 1, 2)], tmp_path / "combined")
+    expected = f"{np.mean(means):.3f} ± {np.std(means, ddof=1):.3f}"
+    assert expected in (tmp_path / "combined" / "report.md").read_text()
+    assert combined.name == "report.html"
+
+
+def test_a_nan_in_a_record_renders_as_nan_and_fails_the_gate(tmp_path):
+    from ppl_uq.report.run_report import render_run
+
+    def nan_cell(cell, **kwargs):
+        return CellOutput({"which": cell.name, "mean": float("nan"), "flags": []})
+
+    run_cells([Cell("toy", "a")], nan_cell, tmp_path, manifest=_report_manifest("a"), progress=False)
+    render_run(tmp_path)
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| a "))
+    assert "NaN" in row and "NaN in mean" in row

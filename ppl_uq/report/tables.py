@@ -8,35 +8,7 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping, Sequence
 
-#: R-hat above this, or any divergence, fails an MCMC result's gate.
-RHAT_GATE = 1.01
-
-
-def mcmc_gate_flags(diagnostics: Mapping[str, Any]) -> list[str]:
-    """Return the failed gates of an MCMC result (empty when it passes): R-hat > 1.01, divergences > 0,
-    and R-hat that could not be computed (a single chain), which cannot pass the gate either."""
-    flags = []
-    rhat = diagnostics.get("rhat_max")
-    if rhat is None or not math.isfinite(rhat):
-        flags.append("R-hat not computed (one chain)")
-    elif rhat > RHAT_GATE:
-        flags.append(f"R-hat {rhat:.3f} > {RHAT_GATE}")
-    divergences = diagnostics.get("divergences") or 0
-    if divergences > 0:
-        flags.append(f"{divergences} divergences")
-    return flags
-
-
-def convergence_flags(info: Mapping[str, Any]) -> list[str]:
-    """Return the failed optimiser gates recorded in a Posterior's ``info`` (empty when it passes):
-    L-BFGS fits that stopped before the gradient tolerance, an SVI loss still falling at the end."""
-    flags = []
-    if info.get("all_converged") is False:
-        flags.append(f"{info['num_members'] - info['num_converged']} of {info['num_members']} L-BFGS fits not converged")
-    elif "all_converged" not in info and info.get("converged") is False:
-        drift = info.get("loss_drift")
-        flags.append("loss still falling at the end" + (f" (drift {drift:.3g})" if isinstance(drift, float) else ""))
-    return flags
+from ..gates import RHAT_GATE, convergence_flags, mcmc_gate_flags  # noqa: F401 (re-exported)
 
 
 def _non_finite_text(value: float) -> str:
