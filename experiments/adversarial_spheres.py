@@ -196,7 +196,9 @@ def row_cell(cell: Cell, data: Any, *, rng_key: Any, log: Callable[[str], None])
     record: dict[str, Any] = {"method": row.label, "row": row.key, "backend": row.backend, "model": row.model,
                               "options": posterior.options, "n_draws": posterior.num_samples,
                               "fit_seconds": posterior.cost.get("fit_seconds", float("nan")),
-                              "info": posterior.info}
+                              # scalars only: info may hold the fitted guide's arrays (MBs as JSON)
+                              "info": {k: v for k, v in posterior.info.items()
+                                       if isinstance(v, (bool, int, float, str, type(None)))}}
     record["flags"] = posterior_gate_flags(posterior)
     if posterior.is_mcmc:
         diagnostics = posterior.diagnostics()
