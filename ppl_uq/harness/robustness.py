@@ -47,7 +47,7 @@ CURVE_MEASURES = ("accuracy", "max_probability", "density_confidence", "density_
 
 CURVE_NORMALISATION = (
     "per image: confidence at the level divided by the same image's confidence on the uncorrupted input, "
-    "then averaged over images (seed 002: clean images score 1); accuracy: accuracy(level) / accuracy(clean)"
+    "then averaged over images (Subramanya et al.: clean images score 1); accuracy: accuracy(level) / accuracy(clean)"
 )
 
 
