@@ -22,7 +22,6 @@ from typing import Any, Iterable, Mapping
 
 from .cells import Cell, check_cells
 from .execute import CellFn, execute_cell
-from .setup import HOST_DEVICES
 from .store import RunStore, StoredCell
 
 
@@ -172,7 +171,7 @@ def worker_setup_plugin(**settings: Any) -> Any:
     """The dask ``WorkerPlugin`` that runs ``configure_process(**settings)`` on every worker."""
     from .dask_plugin import WorkerSetup
 
-    return WorkerSetup(**{"host_devices": HOST_DEVICES, **settings})
+    return WorkerSetup(**settings)
 
 
 def _run_on_dask(todo, cell_fn, store, stored, prints_fp, say, *, scheduler, workers) -> dict[str, str]:

@@ -5,7 +5,6 @@ It sets, before JAX creates its CPU backend:
 - two host devices (``--xla_force_host_platform_device_count=2``), so two MCMC chains run in parallel and
   every process compiles the same programs (so any executor gives the same numbers);
 - JAX's persistent compilation cache, bounded in size (least recently used entries are evicted);
-- PyTorch's thread count for Pyro's samplers (1 is faster on two cores).
 
 The library itself (models, inference, harness) never changes these settings.
 """
@@ -55,18 +54,14 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None, max_byt
 
 
 def configure_process(*, host_devices: int = HOST_DEVICES, cache_dir: str | os.PathLike[str] | None = None,
-                      compilation_cache: bool = True, torch_threads: int | None = 1) -> dict[str, Any]:
-    """Set up this process for ppl-uq work (see the module docstring); returns what was set."""
+                      compilation_cache: bool = True) -> dict[str, Any]:
+    """Set up this process for ppl-uq work (see the module docstring); returns what was set.
+
+    PyTorch's thread count is not set here: the ``pyro-nuts`` backend sets it around each fit (its
+    ``num_threads`` option), so a process that never runs Pyro never imports torch.
+    """
     set_host_devices(host_devices)
     settings: dict[str, Any] = {"xla_flags": os.environ["XLA_FLAGS"]}
     if compilation_cache:
         settings["compilation_cache"] = str(enable_compilation_cache(cache_dir))
-    if torch_threads is not None:
-        try:
-            import torch
-        except ImportError:
-            torch = None
-        if torch is not None:
-            torch.set_num_threads(torch_threads)
-            settings["torch_threads"] = torch_threads
     return settings
