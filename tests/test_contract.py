@@ -22,10 +22,11 @@ TINY_OPTIONS = {
     "ml-mixture": {"guide": "meanfield", "num_steps": 200, "num_samples": 40, "num_particles": 3},
     "bootstrap": {"num_members": 12},
     "deep-ensemble": {"num_members": 8},
+    "mc-dropout": {"dropout_sites": ["w"], "batch_size": 32, "num_epochs": 3, "num_samples": 20},
     "pyro-nuts": {"num_warmup": 30, "num_samples": 20, "num_chains": 2},
 }
 
-OPTIMISERS = {"map", "laplace", "svi", "ml-mixture", "bootstrap", "deep-ensemble"}
+OPTIMISERS = {"map", "laplace", "svi", "ml-mixture", "bootstrap", "deep-ensemble", "mc-dropout"}
 
 
 def test_every_registered_backend_is_covered():

@@ -10,6 +10,7 @@ imported on first use, so the Pyro engine (an optional extra) is only needed by 
 from __future__ import annotations
 
 import importlib
+import inspect
 from types import ModuleType
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ BACKENDS: dict[str, str] = {
     "ml-mixture": "ppl_uq.inference.ml_mixture",
     "bootstrap": "ppl_uq.inference.bootstrap",
     "deep-ensemble": "ppl_uq.inference.deep_ensemble",
+    "mc-dropout": "ppl_uq.inference.mc_dropout",
     "pyro-nuts": "ppl_uq.inference.pyro_nuts",
 }
 
@@ -100,7 +102,10 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
     x, y = prepare_data(model, data)
     say = _progress_printer(backend, progress)
     say(f"fitting {x.shape[0]} points, options {options or 'defaults'}")
-    posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
+    if "progress" in inspect.signature(module.fit).parameters:
+        posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved, progress=say)
+    else:
+        posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
     say(f"done in {posterior.cost.get('fit_seconds', float('nan')):.1f}s: {posterior.num_chains} chain(s) x "
         f"{posterior.num_draws} draws")
     return posterior

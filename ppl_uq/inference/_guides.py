@@ -9,22 +9,32 @@
   log-normal factors. Built with ``AutoGuideList`` and ``handlers.block`` (deterministic sites are hidden from both
   parts, as ``AutoGuideList`` requires); it finds the positive sites
   from the model's trace, so it works for any model that has at least one positive and one other site.
+- ``matrix-normal``: Louizos & Welling's matrix-variate Gaussian per weight matrix, q(W) = MN(M, U, V) with
+  diagonal U (r x r) and V (c x c), sampled as W = M + U^1/2 E V^1/2 (``AutoMatrixNormal``); every
+  other latent site gets an ``AutoNormal`` factor.
+
+Every scale parameter is a softplus of an unconstrained number (NumPyro's ``softplus_positive``), i.e.
+Blundell et al.'s sigma = log(1 + exp(rho)); option ``init_rho`` of the variational backends sets the
+starting rho (seed 004 sweeps it over -30 ... -1.5), ``init_scale`` the starting sigma otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from numpyro import distributions as dist
 from numpyro import handlers
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import LowerCholeskyAffine
+from numpyro.distributions.transforms import LowerCholeskyAffine, biject_to
 from numpyro.infer import init_to_median
 from numpyro.infer.autoguide import AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal
 
-GUIDES: tuple[str, ...] = ("meanfield", "fullrank", "hierarchical")
+GUIDES: tuple[str, ...] = ("meanfield", "fullrank", "hierarchical", "matrix-normal")
 
 #: Initial locations: the coordinate-wise median of 15 prior draws (what the NUTS backend starts from).
 _INIT_LOC = init_to_median(num_samples=15)
@@ -46,6 +56,102 @@ class AutoMultivariateNormalNoSolve(AutoMultivariateNormal):
         gaussian = super()._get_posterior()
         base = dist.Normal(jnp.zeros(self.latent_dim), 1.0).to_event(1)
         return dist.TransformedDistribution(base, LowerCholeskyAffine(gaussian.loc, gaussian.scale_tril))
+
+
+class AutoMatrixNormal(AutoNormal):
+    """Louizos & Welling's matrix-variate normal guide: every real latent site of rank 2 (r, c) gets
+    q(W) = MN(M, diag(a^2), diag(b^2)), i.e. W = M + diag(a) E diag(b) with E ~ N(0, I), so W_ij is
+    Normal(M_ij, a_i b_j) independently. Its parameters are ``{site}_auto_loc`` (r, c),
+    ``{site}_auto_row_scale`` a (r,) and ``{site}_auto_col_scale`` b (c,), both softplus-constrained and
+    starting at sqrt(init_scale) (so every a_i b_j starts at init_scale). Every other latent site is an
+    ``AutoNormal`` factor. Sites inside plates are not supported (``ValueError``).
+
+    r + c scale parameters per matrix instead of r c: the covariance is structured (a rank-one pattern of
+    variances). KL(q || p) to the priors ``iid_gaussian`` and ``matrix_normal`` has the closed form of
+    ``matrix_normal_kl``; ``TraceMeanField_ELBO`` finds it because q is a ``Normal`` site.
+    """
+
+    def matrix_sites(self) -> list[str]:
+        """Names of the latent sites that get a matrix-normal factor, in model order."""
+        return [
+            name for name, site in self.prototype_trace.items()
+            if site["type"] == "sample" and not site["is_observed"] and self._event_dims[name] == 2
+            and jnp.ndim(self._init_locs[name]) == 2 and _base_support(site) is constraints.real
+        ]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        matrices = set(self.matrix_sites())
+        result = {}
+        for name, site in self.prototype_trace.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if site["cond_indep_stack"]:
+                raise ValueError(f"guide 'matrix-normal' does not support latent sites inside plates ({name!r}); use 'meanfield'")
+            init_loc = self._init_locs[name]
+            event_dim = self._event_dims[name]
+            loc = numpyro.param(f"{name}_{self.prefix}_loc", init_loc, event_dim=event_dim)
+            if name in matrices:
+                start = math.sqrt(self._init_scale)
+                rows, cols = jnp.shape(init_loc)
+                row = numpyro.param(f"{name}_{self.prefix}_row_scale", jnp.full((rows,), start), constraint=self.scale_constraint,
+                                    event_dim=1)
+                col = numpyro.param(f"{name}_{self.prefix}_col_scale", jnp.full((cols,), start), constraint=self.scale_constraint,
+                                    event_dim=1)
+                result[name] = numpyro.sample(name, dist.Normal(loc, row[:, None] * col[None, :]).to_event(2))
+                continue
+            scale = numpyro.param(f"{name}_{self.prefix}_scale", jnp.full(jnp.shape(init_loc), self._init_scale),
+                                  constraint=self.scale_constraint, event_dim=event_dim)
+            factor = dist.Normal(loc, scale).to_event(event_dim)
+            if _base_support(site) is constraints.real:
+                result[name] = numpyro.sample(name, factor)
+            else:
+                result[name] = numpyro.sample(name, dist.TransformedDistribution(factor, biject_to(site["fn"].support)))
+        return result
+
+    def site_scales(self, params: dict[str, Any]) -> dict[str, jax.Array]:
+        """The standard deviation of every factor in the unconstrained space, shaped like its site."""
+        scales = {}
+        for name in self._init_locs:
+            row = params.get(f"{name}_{self.prefix}_row_scale")
+            if row is not None:
+                scales[name] = row[:, None] * params[f"{name}_{self.prefix}_col_scale"][None, :]
+            else:
+                scales[name] = params[f"{name}_{self.prefix}_scale"]
+        return scales
+
+    def sample_posterior(self, rng_key: Any, params: dict[str, Any], *args: Any, sample_shape: tuple = (), **kwargs: Any) -> dict[str, Any]:
+        locs = {name: params[f"{name}_{self.prefix}_loc"] for name in self._init_locs}
+        scales = self.site_scales(params)
+        with handlers.seed(rng_seed=rng_key):
+            latent = {name: numpyro.sample(name, dist.Normal(locs[name], scales[name]).expand_by(sample_shape)) for name in locs}
+        return self._constrain(latent)
+
+    def quantiles(self, params: dict[str, Any], quantiles: Any) -> dict[str, Any]:
+        quantiles = jnp.array(quantiles)
+        locs = {name: params[f"{name}_{self.prefix}_loc"] for name in self._init_locs}
+        scales = self.site_scales(params)
+        latent = {k: dist.Normal(locs[k], scales[k]).icdf(quantiles.reshape((-1,) + (1,) * jnp.ndim(locs[k]))) for k in locs}
+        return self._constrain(latent)
+
+
+def matrix_normal_kl(loc: Any, row_var: Any, col_var: Any, prior_row_var: float, prior_col_var: float) -> jax.Array:
+    """KL( MN(M, diag(u), diag(v)) || MN(0, s_r^2 I, s_c^2 I) ) for M (r, c), u = ``row_var`` (r,),
+    v = ``col_var`` (c,), s_r^2 = ``prior_row_var``, s_c^2 = ``prior_col_var``; a scalar.
+
+    Louizos & Welling (2016), the form in seed-details section 2:
+    1/2 [ (sum_j v_j / s_c^2)(sum_i u_i / s_r^2) + ||M||_F^2 / (s_r^2 s_c^2) - r c
+          + c (r log s_r^2 - sum_i log u_i) + r (c log s_c^2 - sum_j log v_j) ].
+    """
+    loc, row_var, col_var = jnp.asarray(loc), jnp.asarray(row_var), jnp.asarray(col_var)
+    rows, cols = loc.shape
+    trace_term = (jnp.sum(col_var) / prior_col_var) * (jnp.sum(row_var) / prior_row_var)
+    mean_term = jnp.sum(loc**2) / (prior_row_var * prior_col_var)
+    log_det = cols * (rows * math.log(prior_row_var) - jnp.sum(jnp.log(row_var))) + rows * (
+        cols * math.log(prior_col_var) - jnp.sum(jnp.log(col_var))
+    )
+    return 0.5 * (trace_term + mean_term - rows * cols + log_det)
 
 
 def _base_support(site: dict[str, Any]) -> Any:
@@ -115,16 +221,20 @@ def hierarchical_guide(nmodel: Callable[..., Any], x: Any, y: Any, *, init_scale
     return guide
 
 
-def make_guide(name: str, nmodel: Callable[..., Any], x: Any, y: Any, *, init_scale: float) -> AutoGuide:
+def make_guide(name: str, nmodel: Callable[..., Any], x: Any, y: Any, *, init_scale: float,
+               init_loc_fn: Callable[..., Any] | None = None) -> AutoGuide:
     """The autoguide ``name`` (one of ``GUIDES``) for the NumPyro model ``nmodel(x, y)``.
 
     ``init_scale`` is the initial standard deviation of every factor (unconstrained space); locations
-    start at the coordinate-wise median of 15 prior draws.
+    start at ``init_loc_fn`` (default: the coordinate-wise median of 15 prior draws).
     """
+    init_loc_fn = init_loc_fn or _INIT_LOC
     if name == "meanfield":
-        return AutoNormal(nmodel, init_loc_fn=_INIT_LOC, init_scale=init_scale)
+        return AutoNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
     if name == "fullrank":
-        return AutoMultivariateNormalNoSolve(nmodel, init_loc_fn=_INIT_LOC, init_scale=init_scale)
+        return AutoMultivariateNormalNoSolve(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
     if name == "hierarchical":
         return hierarchical_guide(nmodel, x, y, init_scale=init_scale)
+    if name == "matrix-normal":
+        return AutoMatrixNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
     raise ValueError(f"unknown guide {name!r}; choose one of {list(GUIDES)}")

@@ -17,22 +17,41 @@ clip 10 inflated the posterior sds by ~10%, clip 100 left them exact.
 Convergence (reported, not enforced): ``info["converged"]`` is True when the mean loss of the last 10%
 of steps is not lower than the mean of the 10% before by more than 3 standard errors of that difference
 (``info["loss_drift"]`` and ``info["loss_drift_se"]`` give the two numbers).
+
+Minibatch (option ``batch_size`` = B): every observed site's log-likelihood is scaled by N/B (the
+effect handler ``WeightObserved``, so the ELBO of a batch is an unbiased estimate of the full one; the
+ML-mixture objective reads the scale as a per-datum weight outside its log-mean-exp), the data are
+reshuffled every epoch by key, one epoch is one compiled ``lax.scan`` of ``SVI.update``, the schedule
+runs over ``num_epochs * floor(N/B)`` steps (``num_steps`` is then unused), and with
+``validation_fraction`` > 0 training stops early on the held-out predictive NLL (10 draws from q) with
+``patience``, keeping the best guide parameters. The loss trace is then per epoch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import SVI
+from numpyro.infer import SVI, init_to_value
 from numpyro.infer.elbo import ELBO
 
 from ..posterior import Posterior
 from ._common import latent_site_names, numpyro_model, stopwatch
 from ._guides import GUIDES, make_guide
+from ._minibatch import (
+    INIT_LOCS,
+    MINIBATCH_DEFAULTS,
+    WeightObserved,
+    check_minibatch_options,
+    epoch_indices,
+    initial_point,
+    log_joint,
+    split_validation,
+)
 from ._options import check_choice, check_int, check_positive
 
 #: Options every variational backend accepts (the backends override some defaults).
@@ -49,7 +68,18 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "beta": 1.0,
     "num_samples": 1000,
     "divergence_ratio": 1e4,
+    "init_loc": "median",
+    "init_rho": None,
+    "elbo": "trace",
+    **MINIBATCH_DEFAULTS,
 }
+
+#: ELBO estimators of ``svi`` at beta = 1: ``trace`` (NumPyro's ``Trace_ELBO``, Monte Carlo KL) or
+#: ``meanfield`` (``TraceMeanField_ELBO``: the KL in closed form wherever q and the prior have one).
+ELBOS: tuple[str, ...] = ("trace", "meanfield")
+
+#: Draws from q for the validation predictive NLL of early stopping.
+VALIDATION_DRAWS = 10
 
 SCHEDULES: tuple[str, ...] = ("warmup_cosine", "constant")
 
@@ -82,6 +112,20 @@ def check_common_options(options: dict[str, Any]) -> None:
     ratio = options["end_lr_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
         raise ValueError(f"option 'end_lr_ratio' must lie in (0, 1], got {ratio!r}")
+    check_choice(options, "init_loc", INIT_LOCS)
+    check_choice(options, "elbo", ELBOS)
+    rho = options["init_rho"]
+    if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho)):
+        raise ValueError(f"option 'init_rho' must be None or a finite number (sigma = log(1 + exp(rho))), got {rho!r}")
+    check_minibatch_options(options)
+
+
+def initial_scale(options: dict[str, Any]) -> float:
+    """The starting sigma of every guide factor: softplus(``init_rho``) when given, else ``init_scale``."""
+    rho = options["init_rho"]
+    if rho is None:
+        return float(options["init_scale"])
+    return float(np.logaddexp(0.0, rho))
 
 
 def learning_rate_schedule(options: dict[str, Any]) -> optax.Schedule:
@@ -188,28 +232,47 @@ def optimize(
 
 def fit_variational(
     method: str, model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any], loss: ELBO,
-    kind: str = "variational",
+    kind: str = "variational", say: Callable[[str], None] = lambda message: None,
 ) -> Posterior:
     """Fit the guide ``options["guide"]`` to ``model`` on ``(x, y)`` by minimising ``loss`` and return
     a Posterior of ``num_samples`` draws from q, shaped (1, num_samples, ...).
 
     ``rng_key`` is split into a key for the fit (guide initialisation and the per-step draws) and one
     for the posterior draws; ``Posterior.redraw(key)`` takes fresh draws from the same fitted q.
-    ``loss_trace`` holds the loss at every step; ``info`` the convergence check and the final loss
-    (mean over the last 10% of steps); ``kind`` is the Posterior's (the calling backend's ``KIND``).
+    ``loss_trace`` holds the loss at every step (every epoch when minibatch); ``info`` the convergence
+    check and the final loss (mean over the last 10% of steps); ``kind`` is the Posterior's (the calling
+    backend's ``KIND``); ``say`` prints per-epoch progress.
     """
     key_fit, key_draw = jax.random.split(rng_key)
     nmodel = numpyro_model(model)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    guide = make_guide(options["guide"], nmodel, x, y, init_scale=float(options["init_scale"]))
-    svi = SVI(nmodel, guide, make_optimizer(options), loss)
     cost: dict[str, float] = {}
+    minibatch = options["batch_size"] is not None
     with stopwatch(cost, "fit_seconds"):
-        params, losses = optimize(
-            key_fit, svi, x, y, num_steps=options["num_steps"], divergence_ratio=float(options["divergence_ratio"]), cost=cost
-        )
-        names = latent_site_names(model, x, y)
-        sample_q = jax.jit(lambda key: guide.sample_posterior(key, params, x, y, sample_shape=(options["num_samples"],)))
+        key_split, key_init, key_fit = jax.random.split(key_fit, 3)
+        split = split_validation(x, y, options["validation_fraction"] if minibatch else 0.0, key_split,
+                                 options["batch_size"] or 1)
+        x_train, y_train = jnp.asarray(split.x), jnp.asarray(split.y)
+        init_loc_fn = None
+        joint = None
+        if options["init_loc"] != "median" or minibatch:
+            joint = log_joint(model, x_train, y_train, key_init)
+        if options["init_loc"] != "median":
+            start, _ = joint.constrain(initial_point(joint, key_init, options["init_loc"]))
+            init_loc_fn = init_to_value(values=start)
+        guide = make_guide(options["guide"], nmodel, x_train, y_train, init_scale=initial_scale(options), init_loc_fn=init_loc_fn)
+        extra: dict[str, Any] = {}
+        if minibatch:
+            params, losses, extra = optimize_minibatch(key_fit, nmodel, guide, loss, split, joint, options=options, cost=cost, say=say)
+            num_steps = extra["steps"]
+        else:
+            svi = SVI(nmodel, guide, make_optimizer(options), loss)
+            params, losses = optimize(
+                key_fit, svi, x_train, y_train, num_steps=options["num_steps"], divergence_ratio=float(options["divergence_ratio"]),
+                cost=cost,
+            )
+            num_steps = options["num_steps"]
+        names = latent_site_names(model, x_train[:2], y_train[:2])
+        sample_q = jax.jit(lambda key: guide.sample_posterior(key, params, sample_shape=(options["num_samples"],)))
 
         def draws_from_q(key: jax.Array) -> dict[str, np.ndarray]:
             samples = jax.block_until_ready(sample_q(key))
@@ -217,15 +280,19 @@ def fit_variational(
 
         with stopwatch(cost, "sample_seconds"):
             draws = draws_from_q(key_draw)
-    cost["grad_evals"] = float(options["num_steps"] * options["num_particles"])
-    cost["ms_per_step"] = 1000.0 * cost["optimize_seconds"] / options["num_steps"]
+    cost["grad_evals"] = float(num_steps * options["num_particles"])
+    cost["ms_per_step"] = 1000.0 * cost["optimize_seconds"] / num_steps
     window = max(len(losses) // 10, 1)
     info = {
         "guide": options["guide"],
         "final_loss": float(np.mean(losses[-window:])),
         **loss_convergence(losses),
+        **extra,
         "params": {name: np.asarray(value) for name, value in params.items()},
     }
+    if hasattr(guide, "site_scales") or options["guide"] == "meanfield":
+        info["site_scales"] = {name: np.asarray(value) for name, value in guide_site_scales(guide, params).items()}
+        info["site_locs"] = {name: np.asarray(params[f"{name}_auto_loc"]) for name in info["site_scales"]}
 
     def make_posterior(sample_draws: dict[str, np.ndarray], sample_cost: dict[str, float]) -> Posterior:
         return Posterior(
@@ -249,3 +316,103 @@ def fit_variational(
         return make_posterior(new_draws, redraw_cost)
 
     return make_posterior(draws, cost)
+
+
+def guide_site_scales(guide: Any, params: dict[str, Any]) -> dict[str, jax.Array]:
+    """The standard deviation of every factor of a ``meanfield`` or ``matrix-normal`` guide, by site,
+    in the unconstrained space (the SNR pruning reads these with the locations)."""
+    if hasattr(guide, "site_scales"):
+        return guide.site_scales(params)
+    suffix = f"_{guide.prefix}_scale"
+    return {name[: -len(suffix)]: value for name, value in params.items() if name.endswith(suffix)}
+
+
+def optimize_minibatch(
+    rng_key: jax.Array, nmodel: Callable[..., Any], guide: Any, loss: ELBO, split: Any, joint: Any, *, options: dict[str, Any],
+    cost: dict[str, float], say: Callable[[str], None],
+) -> tuple[dict[str, jax.Array], np.ndarray, dict[str, Any]]:
+    """Minibatch SVI (module docstring). Returns the fitted (constrained) guide parameters (the best on
+    validation, else the last), the mean loss per epoch (E,), and info: epochs, steps, early stopping,
+    the validation NLL per epoch. Raises ``InferenceDivergenceError``."""
+    batch_size, num_epochs, patience = options["batch_size"], options["num_epochs"], options["patience"]
+    x, y = jnp.asarray(split.x), jnp.asarray(split.y)
+    num_train = x.shape[0]
+    batches_per_epoch = num_train // batch_size
+    total_steps = num_epochs * batches_per_epoch
+    data_scale = num_train / batch_size
+
+    def scaled_model(xb: Any, yb: Any = None) -> Any:
+        with WeightObserved(weights=jnp.full((xb.shape[0],), data_scale, jnp.float32)):
+            return nmodel(xb, yb)
+
+    svi = SVI(scaled_model, guide, make_optimizer({**options, "num_steps": total_steps}), loss)
+
+    def epoch(state: Any, key: jax.Array, x: jax.Array, y: jax.Array) -> Any:
+        def step(state: Any, index: jax.Array) -> Any:
+            return svi.update(state, x[index], y[index])
+
+        return jax.lax.scan(step, state, epoch_indices(key, num_train, batch_size))
+
+    key_init, key_epochs, key_val = jax.random.split(rng_key, 3)
+    validate = None
+    if split.x_val is not None:
+        x_val, y_val = jnp.asarray(split.x_val), jnp.asarray(split.y_val)
+
+        def validation_nll(params: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+            draws = guide.sample_posterior(key, params, sample_shape=(VALIDATION_DRAWS,))
+            names = list(joint.shapes)
+
+            def log_lik(sites: dict[str, jax.Array]) -> jax.Array:
+                return joint.terms(sites, jnp.zeros(()), x_val, y_val)[1]
+
+            per_draw = jax.lax.map(log_lik, {name: draws[name] for name in names})
+            return -jnp.mean(jax.scipy.special.logsumexp(per_draw, axis=0) - math.log(VALIDATION_DRAWS))
+
+        validate = jax.jit(validation_nll)
+    with stopwatch(cost, "compile_seconds"):
+        state = svi.init(key_init, x[:batch_size], y[:batch_size])
+        compiled = jax.jit(epoch).lower(state, key_epochs, x, y).compile()
+    epoch_losses: list[float] = []
+    val_trace: list[float] = []
+    reference = None
+    best = (math.inf, None, 0)
+    stopped_early = False
+    for index in range(num_epochs):
+        with stopwatch(cost, "optimize_seconds"):
+            state, losses = jax.block_until_ready(compiled(state, jax.random.fold_in(key_epochs, index), x, y))
+        losses = np.asarray(losses)
+        reference = max(1.0, abs(float(losses[0]))) if reference is None else reference
+        bad = ~np.isfinite(losses) | (np.abs(losses) > float(options["divergence_ratio"]) * reference)
+        if bad.any():
+            step = index * batches_per_epoch + int(np.argmax(bad)) + 1
+            raise InferenceDivergenceError(
+                f"minibatch optimisation diverged in epoch {index + 1} (step {step}): loss {losses[np.argmax(bad)]:.4g} "
+                f"(first loss {reference:.4g}); lower learning_rate or clip_norm, or use a smaller init_scale / init_rho.",
+                step=step, loss=float(losses[np.argmax(bad)]), loss_trace=np.asarray(epoch_losses),
+            )
+        epoch_losses.append(float(np.mean(losses)))
+        message = f"epoch {index + 1}/{num_epochs}: loss {epoch_losses[-1]:.6g}"
+        if validate is not None:
+            with stopwatch(cost, "validation_seconds"):
+                params = svi.get_params(state)
+                val = float(validate(params, jax.random.fold_in(key_val, index)))
+            val_trace.append(val)
+            message += f", validation NLL {val:.4f}"
+            if val < best[0]:
+                best = (val, params, index)
+            elif index - best[2] >= patience:
+                say(message + f" (no improvement for {patience} epochs: stopping)")
+                stopped_early = index + 1 < num_epochs
+                break
+        say(message)
+    params = svi.get_params(state) if validate is None else best[1]
+    bad_params = sorted(name for name, value in params.items() if not np.all(np.isfinite(np.asarray(value))))
+    if bad_params:
+        raise InferenceDivergenceError(f"optimisation diverged: parameters {bad_params} are not finite",
+                                       step=len(epoch_losses) * batches_per_epoch, loss=epoch_losses[-1],
+                                       loss_trace=np.asarray(epoch_losses))
+    info: dict[str, Any] = {"training": "minibatch", "batch_size": batch_size, "epochs_run": len(epoch_losses),
+                            "steps": len(epoch_losses) * batches_per_epoch, "stopped_early": stopped_early}
+    if validate is not None:
+        info.update(validation_nll=val_trace, best_epoch=best[2], best_validation_nll=best[0])
+    return params, np.asarray(epoch_losses), info

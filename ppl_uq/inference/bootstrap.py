@@ -9,6 +9,9 @@ potential as the literally resampled data set, up to float rounding.
 Every member starts from the full-data MAP (a warm start; ``warm_start=False`` starts every member
 from the same ``init_to_median`` point instead). Draws are shaped (1, B, ...); the loss traces
 (B, steps) are each member's weighted negative log joint.
+
+With option ``batch_size`` set, the members train by minibatch Adam instead (``_minibatch``), vmapped
+together from the ``init_loc`` start, each minibatch term weighted by the member's counts (times N/B).
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Unit
 from numpyro.infer.util import potential_energy
-from numpyro.primitives import Messenger
 
 from ..posterior import Posterior
 from ._common import constrain_batch, flat_potential, numpyro_model, stopwatch
+from ._minibatch import (
+    ADAM_DEFAULTS,
+    MINIBATCH_DEFAULTS,
+    WeightObserved,
+    check_minibatch_options,
+    constrained_draws,
+    minibatch_info,
+    train_point_estimates,
+)
 from ._optim import (
     OPTIMISER_DEFAULTS,
     check_optimiser_options,
@@ -43,31 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "num_members": 1000,
     "warm_start": True,
     "member_batch_size": 1,
+    **MINIBATCH_DEFAULTS,
+    **ADAM_DEFAULTS,
 }
-
-
-class WeightObserved(Messenger):
-    """Multiply the log-likelihood of every observed sample site by per-point ``weights`` (N,).
-
-    An observed site's log-probability must have the data axis N as its rightmost batch dimension
-    (the model observes ``y`` inside a ``plate`` of size N); ``factor`` sites are left alone.
-    """
-
-    def __init__(self, fn: Callable[..., Any] | None = None, weights: Any = None) -> None:
-        super().__init__(fn)
-        self.weights = weights
-
-    def process_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] != "sample" or not msg["is_observed"] or isinstance(msg["fn"], Unit):
-            return
-        batch_shape = tuple(msg["fn"].batch_shape)
-        num_points = self.weights.shape[-1]
-        if batch_shape[-1:] != (num_points,):
-            raise ValueError(
-                f"bootstrap: observed site {msg['name']!r} has batch shape {batch_shape}; its "
-                f"rightmost batch dimension must be the {num_points} data points (observe y in a plate)"
-            )
-        msg["scale"] = self.weights if msg["scale"] is None else msg["scale"] * self.weights
 
 
 def weighted_potential(
@@ -101,10 +89,15 @@ def check_options(options: dict[str, Any]) -> None:
     check_int(options, "num_members")
     if not isinstance(options["warm_start"], bool):
         raise ValueError(f"option 'warm_start' must be True or False, got {options['warm_start']!r}")
+    check_minibatch_options(options)
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
-    """Fit B bootstrap MAPs; return them as draws (1, B, ...) with loss traces (B, steps)."""
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
+    """Fit B bootstrap MAPs; return them as draws (1, B, ...) with loss traces (B, steps) (per epoch
+    when minibatch)."""
+    if options["batch_size"] is not None:
+        return _fit_minibatch(model, x, y, rng_key=rng_key, options=options, say=progress or (lambda message: None))
     key_init, key_resample = jax.random.split(rng_key)
     optimiser = {k: options[k] for k in ("max_iter", "tol", "memory_size")}
     cost: dict[str, float] = {}
@@ -135,3 +128,17 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     cost["grad_evals"] = float(members["grad_evals"] + full_data_evals)
     return ensemble_posterior("bootstrap", model, draws, options, result, cost, {**info, **members}, x, y, kind=KIND)
 
+
+
+def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+                   say: Callable[[str], None]) -> Posterior:
+    """B bootstrap members by minibatch Adam on count-weighted minibatches; loss traces per epoch (B, E)."""
+    cost: dict[str, float] = {}
+    with stopwatch(cost, "fit_seconds"):
+        joint, result = train_point_estimates(model, x, y, rng_key=rng_key, options=options, cost=cost,
+                                              num_members=options["num_members"], member_weights=resample_counts, say=say)
+        draws = constrained_draws(joint, result.params)
+    info = {**minibatch_info(result, options), "num_members": options["num_members"]}
+    cost["grad_evals"] = float(result.num_steps * options["num_members"])
+    return Posterior(method="bootstrap", kind=KIND, model=model, draws=draws, options=options,
+                     loss_trace=result.epoch_loss, cost=cost, info=info, observed=(x, y))

@@ -62,8 +62,9 @@ class MixtureELBO(ELBO):
     def _particle(
         self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any],
         args: tuple, kwargs: dict,
-    ) -> tuple[jax.Array, jax.Array]:
-        """For one draw theta ~ q: per-datum log-likelihoods (N,) and log q(theta) - log p(theta)."""
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """For one draw theta ~ q: per-datum log-likelihoods (N,) (unscaled), per-datum weights (N,) (the
+        observed site's scale, e.g. N/B for a minibatch; 1 otherwise) and log q(theta) - log p(theta)."""
         model_seed, guide_seed = jax.random.split(rng_key)
         guide_log_probs, guide_trace = compute_log_probs(seed(guide, guide_seed), args, kwargs, param_map)
         model_log_probs, model_trace = compute_log_probs(
@@ -71,6 +72,7 @@ class MixtureELBO(ELBO):
         )
         check_model_guide_match(model_trace, guide_trace)
         log_lik = None
+        weight = None
         log_prior = jnp.array(0.0)
         for name, site in model_trace.items():
             if site["type"] != "sample":
@@ -78,7 +80,7 @@ class MixtureELBO(ELBO):
             if not site["is_observed"]:
                 log_prior = log_prior + jnp.sum(model_log_probs[name])
                 continue
-            per_datum = model_log_probs[name]
+            per_datum = site["fn"].log_prob(site["value"])  # unscaled: a minibatch scale is a weight outside the mixture
             if jnp.ndim(per_datum) == 0:
                 raise ValueError(
                     f"ml-mixture needs a log-likelihood per datum, but observed site {name!r} gives a "
@@ -88,10 +90,12 @@ class MixtureELBO(ELBO):
             if log_lik is not None and log_lik.shape != per_datum.shape:
                 raise ValueError(f"observed sites disagree on the number of data points: {log_lik.shape} vs {per_datum.shape}")
             log_lik = per_datum if log_lik is None else log_lik + per_datum
+            site_weight = jnp.ones_like(per_datum) if site["scale"] is None else jnp.broadcast_to(site["scale"], per_datum.shape)
+            weight = site_weight if weight is None else weight
         if log_lik is None:
             raise ValueError("ml-mixture needs observed data: the model has no observed sample site")
         log_q = sum(guide_log_probs.values(), start=jnp.array(0.0))
-        return log_lik, log_q - log_prior
+        return log_lik, weight, log_q - log_prior
 
     def loss_with_mutable_state(
         self, rng_key: jax.Array, param_map: dict[str, Any], model: Callable[..., Any], guide: Callable[..., Any],
@@ -99,17 +103,18 @@ class MixtureELBO(ELBO):
     ) -> dict[str, Any]:
         """``{"loss": -objective, "mutable_state": None}``; the objective is described in the class."""
 
-        def particle(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def particle(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
             return self._particle(key, param_map, model, guide, args, kwargs)
 
         if self.num_particles == 1:
-            log_lik, log_ratio = jax.tree.map(lambda a: a[None], particle(rng_key))
+            log_lik, weight, log_ratio = jax.tree.map(lambda a: a[None], particle(rng_key))
         else:
-            log_lik, log_ratio = self.vectorize_particles_fn(particle, jax.random.split(rng_key, self.num_particles))
+            log_lik, weight, log_ratio = self.vectorize_particles_fn(particle, jax.random.split(rng_key, self.num_particles))
+        weight = weight[0]
         if self.mixture:
-            data_term = jnp.sum(logsumexp(log_lik, axis=0) - jnp.log(self.num_particles))
+            data_term = jnp.sum(weight * (logsumexp(log_lik, axis=0) - jnp.log(self.num_particles)))
         else:
-            data_term = jnp.sum(jnp.mean(log_lik, axis=0))
+            data_term = jnp.sum(weight * jnp.mean(log_lik, axis=0))
         kl = jnp.mean(log_ratio)
         return {"loss": -(data_term - self.beta * kl), "mutable_state": None}
 
@@ -119,7 +124,10 @@ def check_options(options: dict[str, Any]) -> None:
     check_common_options(options)
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
-    """Maximise L_ML over the guide family ``options["guide"]``; return draws from q (1, S, ...)."""
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
+    """Maximise L_ML over the guide family ``options["guide"]``; return draws from q (1, S, ...).
+    Option ``elbo`` does not apply (the KL is always the Monte Carlo estimate from the K draws)."""
     loss = MixtureELBO(num_particles=options["num_particles"], beta=float(options["beta"]), mixture=True)
-    return fit_variational("ml-mixture", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND)
+    return fit_variational("ml-mixture", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND,
+                           say=progress or (lambda message: None))

@@ -2,7 +2,8 @@
 
 Maximises the beta-weighted ELBO, ``sum_n (1/K) sum_k log p(y_n | x_n, theta_k) - beta * KL(q || p)``,
 with K = ``num_particles`` reparameterised draws per step: NumPyro's ``Trace_ELBO(num_particles=K)``
-when ``beta == 1``, otherwise ``MixtureELBO(mixture=False)`` (the beta-ELBO form of the ML-mixture
+when ``beta == 1`` (``TraceMeanField_ELBO``, the KL in closed form where one exists, with option
+``elbo="meanfield"``), otherwise ``MixtureELBO(mixture=False)`` (the beta-ELBO form of the ML-mixture
 objective). Guides (``guide``): ``meanfield``, ``fullrank``, ``hierarchical`` (see ``_guides``).
 
 The optimiser is Adam behind gradient-norm clipping (``clip_norm``) on a warm-up + cosine-decay schedule
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from numpyro.infer import Trace_ELBO
+from numpyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..posterior import Posterior
 from ._variational import COMMON_DEFAULTS, check_common_options, fit_variational
@@ -35,10 +36,14 @@ def check_options(options: dict[str, Any]) -> None:
     check_common_options(options)
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
     """Fit the guide by maximising the beta-ELBO; return draws from q shaped (1, num_samples, ...)."""
-    if options["beta"] == 1:
-        loss: Any = Trace_ELBO(num_particles=options["num_particles"])
+    if options["beta"] == 1 and options["elbo"] == "meanfield":
+        loss: Any = TraceMeanField_ELBO(num_particles=options["num_particles"])
+    elif options["beta"] == 1:
+        loss = Trace_ELBO(num_particles=options["num_particles"])
     else:
         loss = MixtureELBO(num_particles=options["num_particles"], beta=float(options["beta"]), mixture=False)
-    return fit_variational("svi", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND)
+    return fit_variational("svi", model, x, y, rng_key=rng_key, options=options, loss=loss, kind=KIND,
+                           say=progress or (lambda message: None))
