@@ -9,8 +9,9 @@ and adversarial robustness.
 
 from . import data, models
 from .inference import backends, default_options, fit
+from .inference.pruning import prune_by_snr
 from .posterior import Posterior, load_posterior
 
 __version__ = "0.1.0"
 
-__all__ = ["Posterior", "backends", "data", "default_options", "fit", "load_posterior", "models"]
+__all__ = ["Posterior", "backends", "data", "default_options", "fit", "load_posterior", "models", "prune_by_snr"]
