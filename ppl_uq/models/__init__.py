@@ -2,6 +2,7 @@
 
 from typing import Any, Callable
 
+from .bnn import ACTIVATIONS, bnn_mlp
 from .conjugate import (
     linear_regression,
     linear_regression_exact_posterior,
@@ -11,6 +12,7 @@ from .conjugate import (
 from .handles import PPLHandle, numpyro_handle, pyro_handle
 from .logistic import hierarchical_logistic, nonzero_mean_logistic, squared_logistic
 from .mlp import mlp_classifier
+from .priors import PRIORS, iid_gaussian, matrix_normal, prior_distribution, scale_mixture
 from .registry import model_from_identity, model_identity
 
 #: The model zoo by name: a saved posterior of one of these (or of a ``functools.partial`` of one with plain
@@ -20,16 +22,22 @@ MODELS: dict[str, Callable[..., Any]] = {
     "hierarchical_logistic": hierarchical_logistic,
     "nonzero_mean_logistic": nonzero_mean_logistic,
     "mlp_classifier": mlp_classifier,
+    "bnn_mlp": bnn_mlp,
     "normal_mean": normal_mean,
     "linear_regression": linear_regression,
 }
 
 __all__ = [
+    "ACTIVATIONS",
     "MODELS",
     "PPLHandle",
+    "PRIORS",
+    "bnn_mlp",
     "hierarchical_logistic",
+    "iid_gaussian",
     "linear_regression",
     "linear_regression_exact_posterior",
+    "matrix_normal",
     "mlp_classifier",
     "model_from_identity",
     "model_identity",
@@ -37,6 +45,8 @@ __all__ = [
     "normal_mean",
     "normal_mean_exact_posterior",
     "numpyro_handle",
+    "prior_distribution",
     "pyro_handle",
+    "scale_mixture",
     "squared_logistic",
 ]
