@@ -309,13 +309,16 @@ class Posterior:
         return idata
 
     def summary(self, **kwargs: Any) -> Any:
-        """``arviz.summary`` of the draws (a pandas DataFrame). For a point estimate (fewer than 4 draws)
-        only the ``stats`` columns are meaningful: sd is NaN and no diagnostics are computed."""
+        """``arviz.summary`` of the draws (a pandas DataFrame). The MCMC diagnostics columns (MCSE, ESS,
+        R-hat) only for Markov chains (``kind == "mcmc"``, or any kind with ``kind="all"`` passed); other
+        kinds get the ``stats`` columns (their draws are independent, or a point, or an ensemble whose
+        "effective sample size" would mean nothing; a site they leave fixed, e.g. MC dropout's biases,
+        has sd 0). For a point estimate (fewer than 4 draws) sd is NaN."""
         import warnings
 
         az = import_arviz()
         if self.num_samples >= 4:
-            return az.summary(self.to_inference_data(), **kwargs)
+            return az.summary(self.to_inference_data(), **{"kind": "all" if self.is_mcmc else "stats", **kwargs})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # sd of one draw: NaN, said above
             return az.summary(self.to_inference_data(), **{"kind": "stats", **kwargs})

@@ -24,9 +24,10 @@ TINY_OPTIONS = {
     "deep-ensemble": {"num_members": 8},
     "mc-dropout": {"dropout_sites": ["w"], "batch_size": 32, "num_epochs": 3, "num_samples": 20},
     "pyro-nuts": {"num_warmup": 30, "num_samples": 20, "num_chains": 2},
+    "pyro-svi": {"num_steps": 200, "num_samples": 40, "learning_rate": 0.05},
 }
 
-OPTIMISERS = {"map", "laplace", "svi", "ml-mixture", "bootstrap", "deep-ensemble", "mc-dropout"}
+OPTIMISERS = {"map", "laplace", "svi", "ml-mixture", "bootstrap", "deep-ensemble", "mc-dropout", "pyro-svi"}
 
 
 def test_every_registered_backend_is_covered():

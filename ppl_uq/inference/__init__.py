@@ -34,6 +34,7 @@ BACKENDS: dict[str, str] = {
     "deep-ensemble": "ppl_uq.inference.deep_ensemble",
     "mc-dropout": "ppl_uq.inference.mc_dropout",
     "pyro-nuts": "ppl_uq.inference.pyro_nuts",
+    "pyro-svi": "ppl_uq.inference.pyro_svi",
 }
 
 
