@@ -84,7 +84,7 @@ EPS_VALUES = (0.0, 0.01, 0.02, 0.05, 0.1)
 
 
 def make_cells(methods: Sequence[str], profile: Profile, seed: int) -> list[Cell]:
-    """One cell per method."""
+    """One cell per method and the ``transfer`` cell that crosses their PGD examples."""
     suite = {"eps_values": list(EPS_VALUES), "detection_eps": 0.05, "norm": "linf", "steps": profile.pgd_steps,
              "bounds": [0.0, 1.0], "num_attack_points": profile.num_attack}
     data = {"name": "fashion-mnist", "num_train": profile.num_train, "subset_key": 0, "ood": "mnist"}
@@ -94,6 +94,7 @@ def make_cells(methods: Sequence[str], profile: Profile, seed: int) -> list[Cell
         model = {"name": "bnn_mlp", "widths": [100, 100], "num_classes": 10, "activation": "relu", "prior": prior}
         cells.append(Cell(EXPERIMENT, name, backend=backend, model=model, options=options(profile), data=data, seed=seed,
                           harness=suite, extra={"label": label}))
+    cells.append(Cell(EXPERIMENT, "transfer", data=data, seed=seed, harness=suite, inputs=tuple(methods)))
     return cells
 
 
@@ -141,6 +142,8 @@ def bnn_cell(cell: Cell, *, rng_key: Any, inputs: dict[str, Any], log: Callable[
     from ppl_uq.inference import ConvergenceWarning
 
     train, test, ood = load_data(cell)
+    if cell.name == "transfer":
+        return transfer_cell(cell, test, rng_key=rng_key, inputs=inputs, log=log)
     key_fit, key_harness = jax.random.split(rng_key)
     log(f"training {cell.backend} on {train[0].shape[0]} images ({dict(cell.options)})")
     with warnings.catch_warnings():
@@ -171,6 +174,26 @@ def bnn_cell(cell: Cell, *, rng_key: Any, inputs: dict[str, Any], log: Callable[
     return CellOutput(record, arrays, posteriors={"main": posterior})
 
 
+def transfer_cell(cell: Cell, test: Any, *, rng_key: Any, inputs: dict[str, Any], log: Callable[[str], None]) -> CellOutput:
+    """The transfer matrix: every method's PGD examples (eps = detection_eps) scored by every posterior."""
+    from ppl_uq.harness.evaluate import Evaluation, conventions, detection_result, transfer
+
+    models, attacks = {}, {}
+    for name in cell.inputs:
+        stored = inputs[name]
+        label = stored.record["method"]
+        models[label] = stored.posterior("main")
+        arrays = {k[len("harness/"):]: v for k, v in stored.arrays.items() if k.startswith("harness/")}
+        attacks[label] = detection_result(Evaluation(stored.record["harness"], arrays), test)
+    log(f"transfer matrix: {len(attacks)} example sets x {len(models)} models")
+    suite = suite_of(cell)
+    settings = {**suite.to_dict(), "detection_eps": suite.attack_eps, "ood_points": "MNIST test digits",
+                "detection_attack": f"PGD {suite.norm} at eps = {suite.attack_eps:g}"}
+    payload = {"title": f"Fashion-MNIST BNN 784-100-100-10, seed {cell.seed}", "settings": settings,
+               "conventions": conventions()}
+    return CellOutput({"transfer": transfer(models, attacks, rng_key=rng_key, bounds=suite.bounds), "payload": payload})
+
+
 def report_declaration(methods: Sequence[str], profile_name: str, profile: Profile, seed: int) -> dict[str, Any]:
     """The report's declaration for ``run.json``: the summary table, then the harness report."""
     columns = [["method", "method"], ["accuracy", "test acc."], ["nll", "NLL"], ["ece", "ECE"],
@@ -186,7 +209,7 @@ def report_declaration(methods: Sequence[str], profile_name: str, profile: Profi
                   "predictions) by predictive entropy or the largest per-class predictive variance."),
         "tables": [{"name": "summary", "title": "Summary", "caption": "Test accuracy, calibration, OOD detection and cost.",
                     "cells": list(methods), "columns": columns, "gate_keys": ["accuracy", "ece", "nll", "brier"]}],
-        "harness": {"cells": list(methods)},
+        "harness": {"cells": list(methods), "transfer_cell": "transfer"},
     }
 
 

@@ -59,3 +59,19 @@ def test_deepfool_benchmark_runs_and_implementations_agree(tmp_path, monkeypatch
             if agreement["median_rel_l2_diff"] is not None:
                 assert agreement["median_rel_l2_diff"] < 1e-3, other
         assert all(rate > 0 for rate in entry["points_per_second_best_of_repeats"].values())
+
+
+@pytest.mark.slow
+def test_bnn_training_benchmark_runs_and_every_side_learns(tmp_path, monkeypatch):
+    pytest.importorskip("pyro")
+    from ppl_uq.data.images import load_fashion_mnist
+
+    try:
+        load_fashion_mnist()
+    except FileNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    out = tmp_path / "bnn.json"
+    result = run_main("bnn_training", ["--quick", "--epochs", "1", "--init-loc", "glorot", "--out", str(out)], monkeypatch)
+    assert result["all_learned"]
+    losses = [result["sides"][k]["final_loss"] for k in ("ours", "jax-scan", "torch-eager-1t", "pyro-trace", "pyro-jit")]
+    assert max(losses) / min(losses) < 1.02  # one objective on every side

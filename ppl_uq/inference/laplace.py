@@ -131,7 +131,8 @@ class DiagonalGaussian(NamedTuple):
         return self.mean + eps / jnp.sqrt(self.precision + self.jitter)
 
     def info(self) -> dict[str, Any]:
-        """``jitter``, ``precision_min`` / ``precision_max`` (before jitter), ``prior_clipped``."""
+        """``jitter``, ``precision_min`` / ``precision_max`` (before jitter), ``prior_clipped`` and P
+        (``curvature_parameters``)."""
         return {"jitter": self.jitter, "precision_min": float(jnp.min(self.precision)),
                 "precision_max": float(jnp.max(self.precision)), "prior_clipped": self.prior_clipped,
                 "curvature_parameters": int(self.precision.shape[0])}

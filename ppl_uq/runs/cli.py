@@ -11,10 +11,12 @@ from typing import Any, Callable, Mapping, Sequence
 PROFILES = ("quick", "paper")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, experiment: str) -> None:
-    """Add ``--profile --seed --out --fresh --scheduler --workers --quiet`` to ``parser``."""
-    parser.add_argument("--profile", choices=PROFILES, default="quick",
-                        help="quick: the same tables on a smaller problem, minutes; paper: the paper's scale")
+def add_run_arguments(parser: argparse.ArgumentParser, *, experiment: str, profiles: Sequence[str] | None = None) -> None:
+    """Add ``--profile --seed --out --fresh --scheduler --workers --quiet`` to ``parser``; ``profiles`` are
+    the experiment's profile names (default ``PROFILES``: quick, paper), the first the default."""
+    choices = list(profiles) if profiles is not None else list(PROFILES)
+    parser.add_argument("--profile", choices=choices, default=choices[0],
+                        help="quick: the same tables on a smaller problem, minutes; the others: larger scales")
     parser.add_argument("--seed", type=int, default=0, help="master seed; every cell's key is derived from it and the cell's identity")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"run directory (default: runs/{experiment}-PROFILE-seedSEED)")
