@@ -54,6 +54,14 @@ from ._curvature import (
     psd_block,
     psd_diagonal,
 )
+from ._minibatch import (
+    ADAM_DEFAULTS,
+    MINIBATCH_DEFAULTS,
+    batch_objective,
+    check_minibatch_options,
+    minibatch_info,
+    train_point_estimates,
+)
 from ._optim import (
     OPTIMISER_DEFAULTS,
     OptimResult,
@@ -74,6 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "hessian": "full",
     "curvature_batch_size": 1000,
     "last_layer_sites": None,
+    **MINIBATCH_DEFAULTS,
+    **ADAM_DEFAULTS,
 }
 
 #: The most coordinates a dense precision matrix (``hessian="full"``, a ``last-layer`` block) may have:
@@ -170,6 +180,7 @@ def check_options(options: dict[str, Any]) -> None:
     (a key of ``HESSIANS``), ``curvature_batch_size`` (int >= 1) and ``last_layer_sites`` (None or a
     non-empty list of distinct site names)."""
     check_optimiser_options(options)
+    check_minibatch_options(options)
     check_int(options, "num_samples", "curvature_batch_size")
     jitter = options["jitter"]
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not (0 <= jitter < math.inf):
@@ -331,8 +342,11 @@ def fit_gaussian(
     return flat, result, gaussian
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
     """Fit the MAP, build the Laplace Gaussian, return ``num_samples`` draws shaped (1, S, ...)."""
+    if options["batch_size"] is not None:
+        return _fit_minibatch(model, x, y, rng_key=rng_key, options=options, say=progress or (lambda message: None))
     key_init, key_draws = jax.random.split(rng_key)
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):
@@ -365,3 +379,35 @@ def _draw(flat: FlatPotential, gaussian: Gaussian, rng_key: jax.Array, num_sampl
         redraw_fn=lambda key: _draw(flat, gaussian, key, num_samples, {}, base),
         **base,
     )
+
+
+def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+                   say: Callable[[str], None]) -> Posterior:
+    """The MAP by minibatch Adam (``_minibatch``, option ``batch_size``), then the curvature ``hessian`` over all
+    N points at it. The loss trace is per epoch; ``info`` has the training summary under ``map_*`` names."""
+    key_init, key_draws = jax.random.split(rng_key)
+    cost: dict[str, float] = {}
+    with stopwatch(cost, "fit_seconds"):
+        joint, result = train_point_estimates(model, x, y, rng_key=key_init, options=options, cost=cost, say=say)
+        full_data = batch_objective(joint, 1.0)
+        ones = jnp.ones(x.shape[0], jnp.float32)
+        flat = FlatPotential(
+            init=joint.init,
+            potential=lambda z: full_data(z, x, y, ones, key_init),
+            unravel=joint.unravel,
+            constrain=lambda z: joint.constrain(z)[0],
+        )
+        at_map = HESSIANS[options["hessian"]](model, x, y, flat, options)
+        with stopwatch(cost, "hessian_seconds"):
+            gaussian = at_map(jnp.asarray(result.params[0]))
+    training = minibatch_info(result, options)
+    cost["grad_evals"] = float(result.num_steps)
+    info = {
+        "hessian": options["hessian"],
+        "map_converged": training.get("converged", False),
+        "map_training": training,
+        "map_loss": training["final_loss"],
+        **gaussian.info(),
+    }
+    base = dict(model=model, options=options, loss_trace=result.epoch_loss[0], info=info, observed=(x, y))
+    return _draw(flat, gaussian, key_draws, options["num_samples"], cost, base)
