@@ -23,8 +23,9 @@ effect handler ``WeightObserved``, so the ELBO of a batch is an unbiased estimat
 ML-mixture objective reads the scale as a per-datum weight outside its log-mean-exp), the data are
 reshuffled every epoch by key, one epoch is one compiled ``lax.scan`` of ``SVI.update``, the schedule
 runs over ``num_epochs * floor(N/B)`` steps (``num_steps`` is then unused), and with
-``validation_fraction`` > 0 training stops early on the held-out predictive NLL (10 draws from q) with
-``patience``, keeping the best guide parameters. The loss trace is then per epoch.
+``validation_fraction`` > 0 training stops early on the held-out predictive NLL (10 draws from q, with the
+same key every epoch, so the epochs differ by q and not by Monte Carlo noise) with ``patience``, keeping
+the best guide parameters. The loss trace is then per epoch.
 """
 
 from __future__ import annotations
@@ -395,7 +396,7 @@ def optimize_minibatch(
         if validate is not None:
             with stopwatch(cost, "validation_seconds"):
                 params = svi.get_params(state)
-                val = float(validate(params, jax.random.fold_in(key_val, index)))
+                val = float(validate(params, key_val))  # the same draws' noise every epoch: epochs compare fairly
             val_trace.append(val)
             message += f", validation NLL {val:.4f}"
             if val < best[0]:
