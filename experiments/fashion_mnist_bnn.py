@@ -156,7 +156,7 @@ def bnn_cell(cell: Cell, *, rng_key: Any, inputs: dict[str, Any], log: Callable[
     evaluation = evaluate(posterior, test, rng_key=key_harness, suite=suite_of(cell), ood=ood, train=train)
     harness = evaluation.record
     auroc = harness["auroc"]
-    info = posterior.info
+    info = posterior.info.get("map_training", posterior.info)  # Laplace reports its MAP's training under map_training
     steps = float(info.get("steps", 0.0))
     record = {
         "method": cell.extra["label"], "backend": cell.backend, "n_draws": posterior.num_samples,
