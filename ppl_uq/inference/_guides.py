@@ -34,8 +34,6 @@ from numpyro.distributions.transforms import LowerCholeskyAffine, biject_to
 from numpyro.infer import init_to_median
 from numpyro.infer.autoguide import AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal
 
-GUIDES: tuple[str, ...] = ("meanfield", "fullrank", "hierarchical", "matrix-normal")
-
 #: Initial locations: the coordinate-wise median of 15 prior draws (what the NUTS backend starts from).
 _INIT_LOC = init_to_median(num_samples=15)
 
@@ -221,20 +219,40 @@ def hierarchical_guide(nmodel: Callable[..., Any], x: Any, y: Any, *, init_scale
     return guide
 
 
+def _meanfield(nmodel: Callable[..., Any], x: Any, y: Any, init_scale: float, init_loc_fn: Callable[..., Any]) -> AutoGuide:
+    return AutoNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
+
+
+def _fullrank(nmodel: Callable[..., Any], x: Any, y: Any, init_scale: float, init_loc_fn: Callable[..., Any]) -> AutoGuide:
+    return AutoMultivariateNormalNoSolve(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
+
+
+def _hierarchical(nmodel: Callable[..., Any], x: Any, y: Any, init_scale: float, init_loc_fn: Callable[..., Any]) -> AutoGuide:
+    return hierarchical_guide(nmodel, x, y, init_scale=init_scale)
+
+
+def _matrix_normal(nmodel: Callable[..., Any], x: Any, y: Any, init_scale: float, init_loc_fn: Callable[..., Any]) -> AutoGuide:
+    return AutoMatrixNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
+
+
+#: The guide families by name: ``builder(nmodel, x, y, init_scale, init_loc_fn) -> AutoGuide`` (see the module
+#: docstring for each).
+GUIDES: dict[str, Callable[..., AutoGuide]] = {
+    "meanfield": _meanfield,
+    "fullrank": _fullrank,
+    "hierarchical": _hierarchical,
+    "matrix-normal": _matrix_normal,
+}
+
+
 def make_guide(name: str, nmodel: Callable[..., Any], x: Any, y: Any, *, init_scale: float,
                init_loc_fn: Callable[..., Any] | None = None) -> AutoGuide:
-    """The autoguide ``name`` (one of ``GUIDES``) for the NumPyro model ``nmodel(x, y)``.
+    """The autoguide ``name`` (a key of ``GUIDES``) for the NumPyro model ``nmodel(x, y)``.
 
     ``init_scale`` is the initial standard deviation of every factor (unconstrained space); locations
-    start at ``init_loc_fn`` (default: the coordinate-wise median of 15 prior draws).
+    start at ``init_loc_fn`` (default: the coordinate-wise median of 15 prior draws; the ``hierarchical``
+    guide always starts there).
     """
-    init_loc_fn = init_loc_fn or _INIT_LOC
-    if name == "meanfield":
-        return AutoNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
-    if name == "fullrank":
-        return AutoMultivariateNormalNoSolve(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
-    if name == "hierarchical":
-        return hierarchical_guide(nmodel, x, y, init_scale=init_scale)
-    if name == "matrix-normal":
-        return AutoMatrixNormal(nmodel, init_loc_fn=init_loc_fn, init_scale=init_scale)
-    raise ValueError(f"unknown guide {name!r}; choose one of {list(GUIDES)}")
+    if name not in GUIDES:
+        raise ValueError(f"unknown guide {name!r}; choose one of {list(GUIDES)}")
+    return GUIDES[name](nmodel, x, y, init_scale, init_loc_fn or _INIT_LOC)
