@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     **OPTIMISER_DEFAULTS,
     **MINIBATCH_DEFAULTS,
     "learning_rate": ADAM_DEFAULTS["learning_rate"],
+    "lr_schedule": ADAM_DEFAULTS["lr_schedule"],
     "num_members": 100,
     "init": "uniform",
     "init_radius": 2.0,
