@@ -22,7 +22,7 @@ import functools
 import sys
 from typing import Any, Callable, Sequence
 
-from ppl_uq.runs import Cell, CellOutput
+from ppl_uq.runs import Cell, CellOutput, transfer_output
 from ppl_uq.runs.cli import add_run_arguments, run_experiment
 
 EXPERIMENT = "digits"
@@ -137,21 +137,8 @@ def digits_cell(cell: Cell, *, rng_key: Any, inputs: dict[str, Any], log: Callab
 
 def transfer_cell(cell: Cell, data: Any, *, rng_key: Any, inputs: dict[str, Any], log: Callable[[str], None]) -> CellOutput:
     """The transfer matrix of every backend's PGD examples (eps = detection_eps) scored by every posterior."""
-    from ppl_uq.harness.evaluate import Evaluation, conventions, detection_result, transfer
-
-    models, attacks = {}, {}
-    for name in cell.inputs:
-        stored = inputs[name]
-        label = stored.record["method"]
-        models[label] = stored.posterior("main")
-        arrays = {k[len("harness/"):]: v for k, v in stored.arrays.items() if k.startswith("harness/")}
-        attacks[label] = detection_result(Evaluation(stored.record["harness"], arrays), data.test)
-    log(f"transfer matrix: {len(attacks)} example sets x {len(models)} models")
-    suite = suite_of(cell)
-    settings = {**suite.to_dict(), "detection_eps": suite.attack_eps, "ood_points": int(len(data.test[1])),
-                "detection_attack": f"PGD {suite.norm} at eps = {suite.attack_eps:g}"}
-    payload = {"title": f"Digits MLP 64-32-10, seed {cell.seed}", "settings": settings, "conventions": conventions()}
-    return CellOutput({"transfer": transfer(models, attacks, rng_key=rng_key, bounds=suite.bounds), "payload": payload})
+    return transfer_output(cell.inputs, inputs, data.test, suite_of(cell), rng_key=rng_key,
+                           title=f"Digits MLP 64-32-10, seed {cell.seed}", ood_points=int(len(data.test[1])), log=log)
 
 
 def report_declaration(backends: Sequence[str], profile_name: str, seed: int) -> dict[str, Any]:

@@ -38,6 +38,18 @@ def regression_data():
 
 
 @pytest.fixture(scope="session")
+def correlated_regression():
+    """Linear regression (N = 50) with two strongly correlated inputs: the posterior correlation of w0 and w1
+    is about -0.9, so mean-field and full-rank answers differ clearly (the mean-field sds, conditional sds
+    1 / sqrt(precision_ii), are a third of the marginal sds there and equal to them for w2)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    x[:, 1] = x[:, 0] + 0.4 * rng.normal(size=50)
+    y = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=50)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
 def digits_data():
     """scikit-learn's bundled digits, [0, 1] pixels, 1,300 train / 497 test (key 0)."""
     from ppl_uq.data import load_digits_split

@@ -28,20 +28,8 @@ def test_registered():
 
 
 @pytest.fixture(scope="module")
-def regression() -> tuple[np.ndarray, np.ndarray]:
-    """Linear regression with two strongly correlated inputs: the posterior correlation of w0 and w1 is
-    about -0.9, so the mean-field sds (conditional sds, 1 / sqrt(precision_ii)) are a third of the marginal
-    sds there, and equal to them for w2."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(50, 3))
-    x[:, 1] = x[:, 0] + 0.4 * rng.normal(size=50)
-    y = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=50)
-    return x.astype(np.float32), y.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def exact(regression: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-    mean, cov = linear_regression_exact_posterior(*regression)
+def exact(correlated_regression: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    mean, cov = linear_regression_exact_posterior(*correlated_regression)
     return {"mean": mean, "marginal_sd": np.sqrt(np.diag(cov)), "conditional_sd": 1.0 / np.sqrt(np.diag(np.linalg.inv(cov)))}
 
 
@@ -50,8 +38,8 @@ def fit(data, seed: int = 0, model=linear_regression, **options) -> ppl_uq.Poste
 
 
 @pytest.fixture(scope="module")
-def full_batch(regression) -> ppl_uq.Posterior:
-    return fit(regression, num_steps=2000, **FAST)
+def full_batch(correlated_regression) -> ppl_uq.Posterior:
+    return fit(correlated_regression, num_steps=2000, **FAST)
 
 
 # Tolerances. For a Gaussian posterior the mean-field optimum has the exact means and the conditional sds
@@ -89,21 +77,21 @@ def test_full_batch_recovers_means_and_conditional_sds(full_batch, exact) -> Non
     assert full_batch.info["params"]["w_auto_loc"].shape == (3,)
 
 
-def test_minibatch_recovers_the_same_posterior(regression, exact) -> None:
+def test_minibatch_recovers_the_same_posterior(correlated_regression, exact) -> None:
     # 50 points in batches of 10: 5 steps an epoch, 400 epochs = 2,000 steps, likelihood scaled by 5.
-    posterior = fit(regression, batch_size=10, num_epochs=400, **FAST)
+    posterior = fit(correlated_regression, batch_size=10, num_epochs=400, **FAST)
     check_against_exact(posterior, exact, MEAN_TOL_MINIBATCH, SD_RATIO_TOL_MINIBATCH)
     assert posterior.info["steps"] == 2000 and posterior.info["likelihood_scale"] == 5.0
     assert posterior.loss_trace.shape == (400,)  # per epoch
 
 
-def test_minibatch_loss_is_unbiased_for_the_full_data_loss(regression) -> None:
+def test_minibatch_loss_is_unbiased_for_the_full_data_loss(correlated_regression) -> None:
     """At the same q, the mean of the N/B-scaled batch losses equals the full-batch loss (both are
     estimates of the same negative ELBO): checked through the losses of a frozen fit (lr ~ 0), per step
     in full batch, per epoch (the mean of 5 batches) with minibatches."""
     frozen = {"learning_rate": 1e-12, "lr_schedule": "constant", "num_samples": 10, "elbo": "trace"}
-    full = fit(regression, num_steps=600, **frozen)
-    mini = fit(regression, batch_size=10, num_epochs=120, **frozen)
+    full = fit(correlated_regression, num_steps=600, **frozen)
+    mini = fit(correlated_regression, batch_size=10, num_epochs=120, **frozen)
     assert full.loss_trace.shape == (600,) and mini.loss_trace.shape == (120,)
     se = np.sqrt(np.var(full.loss_trace) / 600 + np.var(mini.loss_trace) / 120)
     assert abs(np.mean(full.loss_trace) - np.mean(mini.loss_trace)) < 4 * se
@@ -132,7 +120,7 @@ def test_classifier_learns() -> None:
     assert posterior.draws["w0"].shape == (1, 50, 2, 8)
 
 
-def test_same_key_same_draws_and_global_state_untouched(regression) -> None:
+def test_same_key_same_draws_and_global_state_untouched(correlated_regression) -> None:
     np.random.seed(123)
     random.seed(123)
     torch.manual_seed(123)
@@ -141,8 +129,8 @@ def test_same_key_same_draws_and_global_state_untouched(regression) -> None:
     pyro.get_param_store().clear()
     pyro.param("sentinel", torch.ones(2))
     options = {"num_epochs": 10, "num_samples": 20, "batch_size": 10}
-    first, second = fit(regression, seed=3, **options), fit(regression, seed=3, **options)
-    other = fit(regression, seed=4, **options)
+    first, second = fit(correlated_regression, seed=3, **options), fit(correlated_regression, seed=3, **options)
+    other = fit(correlated_regression, seed=4, **options)
     np.testing.assert_array_equal(first.draws["w"], second.draws["w"])
     np.testing.assert_array_equal(first.loss_trace, second.loss_trace)
     assert not np.array_equal(first.draws["w"], other.draws["w"])
@@ -176,17 +164,17 @@ def test_glorot_start_and_init_rho() -> None:
     assert np.abs(median["b0"]).max() > 0.1  # the median of 15 N(0, 1) draws is not 0
 
 
-def test_save_and_load_round_trip(regression, tmp_path) -> None:
-    posterior = fit(regression, num_steps=20, num_samples=10)
+def test_save_and_load_round_trip(correlated_regression, tmp_path) -> None:
+    posterior = fit(correlated_regression, num_steps=20, num_samples=10)
     loaded = ppl_uq.load_posterior(posterior.save(tmp_path / "pyro_svi.nc"))
     np.testing.assert_array_equal(loaded.draws["w"], posterior.draws["w"])
     assert loaded.method == "pyro-svi" and loaded.kind == "variational"
     np.testing.assert_array_equal(loaded.info["site_scales"]["w"], posterior.info["site_scales"]["w"])
 
 
-def test_divergence_is_an_error(regression) -> None:
+def test_divergence_is_an_error(correlated_regression) -> None:
     with pytest.raises(InferenceDivergenceError, match="diverged") as caught:
-        fit(regression, num_steps=200, learning_rate=1e3, lr_schedule="constant", clip_norm=None, num_samples=5)
+        fit(correlated_regression, num_steps=200, learning_rate=1e3, lr_schedule="constant", clip_norm=None, num_samples=5)
     assert caught.value.step <= 200 and len(caught.value.loss_trace) == caught.value.step
 
 
@@ -217,11 +205,11 @@ def _local_latent(ppl, x, y=None):
         ({"batch_size": 51}, "exceeds the number of data points"),
     ],
 )
-def test_bad_options_are_clear_errors(regression, options, message) -> None:
+def test_bad_options_are_clear_errors(correlated_regression, options, message) -> None:
     with pytest.raises(ValueError, match=message):
-        fit(regression, num_steps=5, num_samples=5, **options)
+        fit(correlated_regression, num_steps=5, num_samples=5, **options)
 
 
-def test_minibatching_a_model_with_local_latents_is_an_error(regression) -> None:
+def test_minibatching_a_model_with_local_latents_is_an_error(correlated_regression) -> None:
     with pytest.raises(ValueError, match="global latent sites"):
-        fit(regression, model=_local_latent, num_steps=5, num_samples=5, batch_size=10)
+        fit(correlated_regression, model=_local_latent, num_steps=5, num_samples=5, batch_size=10)

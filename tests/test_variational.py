@@ -23,19 +23,8 @@ from ppl_uq.models.logistic import hierarchical_logistic, squared_logistic
 
 
 @pytest.fixture(scope="module")
-def regression() -> tuple[np.ndarray, np.ndarray]:
-    """Linear regression with two strongly correlated inputs (posterior correlation about -0.9), so
-    the mean-field and full-rank answers differ clearly."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(50, 3))
-    x[:, 1] = x[:, 0] + 0.4 * rng.normal(size=50)
-    y = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=50)
-    return x.astype(np.float32), y.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def exact(regression: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return linear_regression_exact_posterior(*regression)
+def exact(correlated_regression: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return linear_regression_exact_posterior(*correlated_regression)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +38,13 @@ REGRESSION_OPTIONS = dict(num_steps=5000, learning_rate=0.05, num_samples=2000)
 
 
 @pytest.fixture(scope="module")
-def fullrank_fit(regression: tuple[np.ndarray, np.ndarray]) -> ppl_uq.Posterior:
-    return ppl_uq.fit("svi", linear_regression, regression, rng_key=jax.random.key(0), guide="fullrank", **REGRESSION_OPTIONS)
+def fullrank_fit(correlated_regression: tuple[np.ndarray, np.ndarray]) -> ppl_uq.Posterior:
+    return ppl_uq.fit("svi", linear_regression, correlated_regression, rng_key=jax.random.key(0), guide="fullrank", **REGRESSION_OPTIONS)
 
 
 @pytest.fixture(scope="module")
-def meanfield_fit(regression: tuple[np.ndarray, np.ndarray]) -> ppl_uq.Posterior:
-    return ppl_uq.fit("svi", linear_regression, regression, rng_key=jax.random.key(0), guide="meanfield", **REGRESSION_OPTIONS)
+def meanfield_fit(correlated_regression: tuple[np.ndarray, np.ndarray]) -> ppl_uq.Posterior:
+    return ppl_uq.fit("svi", linear_regression, correlated_regression, rng_key=jax.random.key(0), guide="meanfield", **REGRESSION_OPTIONS)
 
 
 # -- known answers --------------------------------------------------------------------------------
@@ -106,11 +95,11 @@ def test_posterior_shapes_and_redraw(fullrank_fit: ppl_uq.Posterior) -> None:
     np.testing.assert_array_equal(again.loss_trace, fullrank_fit.loss_trace)  # same fitted q
 
 
-def test_fit_is_deterministic_given_the_key(regression: tuple[np.ndarray, np.ndarray], meanfield_fit: ppl_uq.Posterior) -> None:
-    same = ppl_uq.fit("svi", linear_regression, regression, rng_key=jax.random.key(0), guide="meanfield", **REGRESSION_OPTIONS)
+def test_fit_is_deterministic_given_the_key(correlated_regression: tuple[np.ndarray, np.ndarray], meanfield_fit: ppl_uq.Posterior) -> None:
+    same = ppl_uq.fit("svi", linear_regression, correlated_regression, rng_key=jax.random.key(0), guide="meanfield", **REGRESSION_OPTIONS)
     np.testing.assert_array_equal(same.loss_trace, meanfield_fit.loss_trace)
     np.testing.assert_array_equal(same.draws["w"], meanfield_fit.draws["w"])
-    other = ppl_uq.fit("svi", linear_regression, regression, rng_key=jax.random.key(1), guide="meanfield", **REGRESSION_OPTIONS)
+    other = ppl_uq.fit("svi", linear_regression, correlated_regression, rng_key=jax.random.key(1), guide="meanfield", **REGRESSION_OPTIONS)
     assert not np.array_equal(other.loss_trace, meanfield_fit.loss_trace)
 
 
@@ -138,10 +127,10 @@ def test_hierarchical_guide_rejects_model_without_positive_site(classification: 
         ppl_uq.fit("svi", model, (x, y), rng_key=jax.random.key(0), guide="hierarchical", num_steps=10)
 
 
-def test_divergence_is_an_error(regression: tuple[np.ndarray, np.ndarray]) -> None:
+def test_divergence_is_an_error(correlated_regression: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.raises(InferenceDivergenceError, match="diverged at step") as info:
         ppl_uq.fit(
-            "svi", linear_regression, regression, rng_key=jax.random.key(0), guide="fullrank",
+            "svi", linear_regression, correlated_regression, rng_key=jax.random.key(0), guide="fullrank",
             num_steps=1000, learning_rate=1e4, lr_schedule="constant", clip_norm=None,
         )
     error = info.value
@@ -180,9 +169,9 @@ def test_mixture_objective_at_one_particle_is_trace_elbo(classification: tuple, 
 
 
 @pytest.mark.parametrize("num_particles", [1, 3])
-def test_beta_elbo_is_scaled_trace_elbo(regression: tuple[np.ndarray, np.ndarray], num_particles: int) -> None:
+def test_beta_elbo_is_scaled_trace_elbo(correlated_regression: tuple[np.ndarray, np.ndarray], num_particles: int) -> None:
     """beta-ELBO = sum log-lik - beta KL = beta * (ELBO of the model with likelihood scaled by 1/beta)."""
-    x, y = regression
+    x, y = correlated_regression
     beta = 0.3
     nmodel, guide, params = _guide_and_params(linear_regression, x, y, "fullrank")
     scaled = functools.partial(_linear_regression_scaled, likelihood_scale=1.0 / beta)
@@ -233,9 +222,10 @@ def test_ml_mixture_backend_fits(classification: tuple) -> None:
     ],
 )
 @pytest.mark.parametrize("backend", ["svi", "ml-mixture"])
-def test_bad_options_are_clear_errors(regression: tuple[np.ndarray, np.ndarray], backend: str, options: dict, message: str) -> None:
+def test_bad_options_are_clear_errors(correlated_regression: tuple[np.ndarray, np.ndarray], backend: str, options: dict,
+                                      message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ppl_uq.fit(backend, linear_regression, regression, rng_key=jax.random.key(0), **options)
+        ppl_uq.fit(backend, linear_regression, correlated_regression, rng_key=jax.random.key(0), **options)
 
 
 def test_mixture_elbo_rejects_bad_arguments() -> None:

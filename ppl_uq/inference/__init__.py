@@ -3,14 +3,14 @@
 The registry is a literal dict from backend name to the module that implements it. Each module has
 ``KIND`` (one of ``ppl_uq.posterior.KINDS``: ``"mcmc"``, ``"optimisation"``, ``"variational"``,
 ``"ensemble"``), ``DEFAULTS`` (every option it accepts, with its default), ``check_options(options)`` and
-``fit(model, x, y, *, rng_key, options) -> Posterior`` (a Posterior of ``kind=KIND``). Modules are
+``fit(model, x, y, *, rng_key, options, progress) -> Posterior`` (a Posterior of ``kind=KIND``; ``progress(message)``
+prints a line of progress, e.g. per epoch). Modules are
 imported on first use, so the Pyro engine (an optional extra) is only needed by ``pyro-nuts``.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from types import ModuleType
 from typing import Any, Callable
 
@@ -103,10 +103,7 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
     x, y = prepare_data(model, data)
     say = _progress_printer(backend, progress)
     say(f"fitting {x.shape[0]} points, options {options or 'defaults'}")
-    if "progress" in inspect.signature(module.fit).parameters:
-        posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved, progress=say)
-    else:
-        posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved)
+    posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved, progress=say)
     say(f"done in {posterior.cost.get('fit_seconds', float('nan')):.1f}s: {posterior.num_chains} chain(s) x "
         f"{posterior.num_draws} draws")
     return posterior

@@ -36,7 +36,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
 
 from ._common import numpyro_model, stopwatch
-from ._options import check_int, check_positive
+from ._options import check_choice, check_int, check_positive
 
 #: Options every minibatch-capable backend accepts. ``batch_size`` None keeps the backend's full-data path.
 MINIBATCH_DEFAULTS: dict[str, Any] = {
@@ -67,12 +67,17 @@ def check_minibatch_options(options: dict[str, Any]) -> None:
     fraction = options["validation_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
         raise ValueError(f"option 'validation_fraction' must lie in [0, 1), got {fraction!r}")
-    if "learning_rate" in options:
-        check_positive(options, "learning_rate")
-    if "lr_schedule" in options and options["lr_schedule"] not in LR_SCHEDULES and "warmup_fraction" not in options:
-        raise ValueError(f"option 'lr_schedule' must be one of {list(LR_SCHEDULES)}, got {options['lr_schedule']!r}")
-    if "init_loc" in options and options["init_loc"] not in INIT_LOCS:
-        raise ValueError(f"option 'init_loc' must be one of {list(INIT_LOCS)}, got {options['init_loc']!r}")
+
+
+def check_adam_options(options: dict[str, Any]) -> None:
+    """Validate the options of a backend that trains by ``train_members``: the minibatch options, and
+    Adam's ``learning_rate`` (> 0), ``lr_schedule`` (one of ``LR_SCHEDULES``) and, where the backend has
+    it, ``init_loc`` (one of ``INIT_LOCS``)."""
+    check_minibatch_options(options)
+    check_positive(options, "learning_rate")
+    check_choice(options, "lr_schedule", LR_SCHEDULES)
+    if "init_loc" in options:
+        check_choice(options, "init_loc", INIT_LOCS)
 
 
 class WeightObserved(Messenger):
@@ -325,7 +330,7 @@ def train_members(
     num_members, num_train = inits.shape[0], x.shape[0]
     weights = jnp.ones((num_members, num_train), jnp.float32) if member_weights is None else jnp.asarray(member_weights)
     total_steps = num_epochs * (num_train // batch_size)
-    if options.get("lr_schedule", "cosine") == "constant":
+    if options["lr_schedule"] == "constant":
         optimizer = optax.adam(float(options["learning_rate"]))
     else:
         optimizer = optax.adam(optax.cosine_decay_schedule(float(options["learning_rate"]), total_steps, alpha=0.01))
@@ -414,7 +419,7 @@ def train_point_estimates(
     num_members: int = 1,
     starts: Callable[[LogJoint, jax.Array, int], jax.Array] | None = None,
     member_weights: Callable[[jax.Array, int, int], jax.Array] | None = None,
-    perturb: Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]] | None = None,
+    make_perturb: Callable[[LogJoint], Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]] | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> tuple[LogJoint, MinibatchResult]:
     """Hold out the validation split, build the model's ``LogJoint`` and train ``num_members`` point
@@ -423,7 +428,8 @@ def train_point_estimates(
 
     ``starts(joint, key, M) -> (M, P)`` gives the starting points (default: ``initial_point`` with
     option ``init_loc``, the same for every member); ``member_weights(key, M, N_train) -> (M, N_train)``
-    per-point weights (the bootstrap counts); ``perturb`` as in ``batch_objective``.
+    per-point weights (the bootstrap counts); ``make_perturb(joint)`` the ``perturb`` of ``batch_objective``
+    for this model (it may raise, before any training, for a model it cannot serve).
     Returns the ``LogJoint`` and the ``MinibatchResult``.
     """
     key_split, key_joint, key_init, key_weights, key_train = jax.random.split(rng_key, 5)
@@ -435,6 +441,7 @@ def train_point_estimates(
     else:
         inits = starts(joint, key_init, num_members)
     weights = None if member_weights is None else member_weights(key_weights, num_members, split.x.shape[0])
+    perturb = None if make_perturb is None else make_perturb(joint)
     objective = batch_objective(joint, split.x.shape[0] / options["batch_size"], perturb)
     result = train_members(objective, inits, split, rng_key=key_train, options=options, cost=cost, joint=joint,
                            member_weights=weights, say=say)
@@ -481,6 +488,7 @@ __all__ = [
     "TrainSplit",
     "WeightObserved",
     "batch_objective",
+    "check_adam_options",
     "check_minibatch_options",
     "constrained_draws",
     "epoch_indices",

@@ -102,9 +102,20 @@ class InferenceDivergenceError(FloatingPointError):
 def check_common_options(options: dict[str, Any]) -> None:
     """Validate the options in ``COMMON_DEFAULTS``; ``ValueError`` naming the option otherwise."""
     check_choice(options, "guide", GUIDES)
-    check_choice(options, "lr_schedule", SCHEDULES)
     check_int(options, "num_steps", "num_particles", "num_samples")
-    check_positive(options, "learning_rate", "init_scale", "beta", "divergence_ratio")
+    check_positive(options, "beta")
+    check_schedule_options(options)
+    check_init_options(options)
+    check_choice(options, "elbo", ELBOS)
+    check_minibatch_options(options)
+
+
+def check_schedule_options(options: dict[str, Any]) -> None:
+    """Validate the optimiser options the variational backends share (``svi``, ``ml-mixture``,
+    ``pyro-svi``): ``lr_schedule``, ``learning_rate``, ``warmup_fraction``, ``end_lr_ratio``, ``clip_norm``
+    (None or > 0) and ``divergence_ratio``."""
+    check_choice(options, "lr_schedule", SCHEDULES)
+    check_positive(options, "learning_rate", "divergence_ratio")
     if options["clip_norm"] is not None:
         check_positive(options, "clip_norm")
     fraction = options["warmup_fraction"]
@@ -113,12 +124,16 @@ def check_common_options(options: dict[str, Any]) -> None:
     ratio = options["end_lr_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
         raise ValueError(f"option 'end_lr_ratio' must lie in (0, 1], got {ratio!r}")
+
+
+def check_init_options(options: dict[str, Any]) -> None:
+    """Validate how a guide starts: ``init_loc`` (one of ``INIT_LOCS``), ``init_scale`` (> 0) and
+    ``init_rho`` (None or finite; see ``initial_scale``)."""
     check_choice(options, "init_loc", INIT_LOCS)
-    check_choice(options, "elbo", ELBOS)
+    check_positive(options, "init_scale")
     rho = options["init_rho"]
     if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho)):
         raise ValueError(f"option 'init_rho' must be None or a finite number (sigma = log(1 + exp(rho))), got {rho!r}")
-    check_minibatch_options(options)
 
 
 def initial_scale(options: dict[str, Any]) -> float:
@@ -272,7 +287,7 @@ def fit_variational(
                 cost=cost,
             )
             num_steps = options["num_steps"]
-        names = latent_site_names(model, x_train[:2], y_train[:2])
+        names = list(joint.shapes) if joint is not None else latent_site_names(model, x_train, y_train)
         sample_q = jax.jit(lambda key: guide.sample_posterior(key, params, sample_shape=(options["num_samples"],)))
 
         def draws_from_q(key: jax.Array) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
     WeightObserved,
-    check_minibatch_options,
+    check_adam_options,
     constrained_draws,
     minibatch_info,
     train_point_estimates,
@@ -89,7 +89,7 @@ def check_options(options: dict[str, Any]) -> None:
     check_int(options, "num_members")
     if not isinstance(options["warm_start"], bool):
         raise ValueError(f"option 'warm_start' must be True or False, got {options['warm_start']!r}")
-    check_minibatch_options(options)
+    check_adam_options(options)
 
 
 def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],

@@ -29,7 +29,7 @@ from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
     LogJoint,
-    check_minibatch_options,
+    check_adam_options,
     constrained_draws,
     initial_point,
     minibatch_info,
@@ -66,7 +66,7 @@ def check_options(options: dict[str, Any]) -> None:
     check_int(options, "num_members")
     check_choice(options, "init", ["uniform", "prior", "glorot"])
     check_positive(options, "init_radius")
-    check_minibatch_options(options)
+    check_adam_options(options)
     if options["init"] == "glorot" and options["batch_size"] is None:
         raise ValueError("option init='glorot' needs minibatch training (set batch_size); full-batch members start "
                          "from 'uniform' or 'prior'")

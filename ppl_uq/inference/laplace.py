@@ -58,7 +58,7 @@ from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
     batch_objective,
-    check_minibatch_options,
+    check_adam_options,
     minibatch_info,
     train_point_estimates,
 )
@@ -188,7 +188,7 @@ def check_options(options: dict[str, Any]) -> None:
     (a key of ``HESSIANS``), ``curvature_batch_size`` (int >= 1) and ``last_layer_sites`` (None or a
     non-empty list of distinct site names)."""
     check_optimiser_options(options)
-    check_minibatch_options(options)
+    check_adam_options(options)
     check_int(options, "num_samples", "curvature_batch_size")
     jitter = options["jitter"]
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not (0 <= jitter < math.inf):

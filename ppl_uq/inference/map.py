@@ -21,7 +21,7 @@ from ._common import constrain_batch, flat_potential, stopwatch
 from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
-    check_minibatch_options,
+    check_adam_options,
     constrained_draws,
     minibatch_info,
     train_point_estimates,
@@ -45,7 +45,7 @@ def check_options(options: dict[str, Any]) -> None:
     the minibatch options (``batch_size``, ``num_epochs``, ``validation_fraction``, ``patience``,
     ``learning_rate``, ``init_loc``)."""
     check_optimiser_options(options)
-    check_minibatch_options(options)
+    check_adam_options(options)
 
 
 def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..posterior import Posterior
@@ -29,7 +28,8 @@ from ._common import stopwatch
 from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
-    check_minibatch_options,
+    LogJoint,
+    check_adam_options,
     constrained_draws,
     is_matrix_site,
     minibatch_info,
@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
 def check_options(options: dict[str, Any]) -> None:
     """Validate the minibatch options (``batch_size`` is required), ``dropout_rate`` in (0, 1) and
     ``num_samples`` (int >= 1)."""
-    check_minibatch_options(options)
+    check_adam_options(options)
     if options["batch_size"] is None:
         raise ValueError("mc-dropout trains on minibatches: option 'batch_size' must be an integer >= 1, got None")
     rate = options["dropout_rate"]
@@ -70,6 +70,25 @@ def check_options(options: dict[str, Any]) -> None:
 def dropout_sites(shapes: dict[str, tuple[int, ...]], supports: dict[str, Any]) -> list[str]:
     """The latent sites dropout applies to: real matrices (fan_in, fan_out), in model order."""
     return [name for name, shape in shapes.items() if is_matrix_site(shape, supports[name])]
+
+
+def masked_sites(joint: LogJoint, chosen: list[str] | None) -> list[str]:
+    """The sites dropout masks: ``chosen`` (checked: latent sites with a first axis) or, for None, every
+    real matrix site; ``ValueError`` when there is none."""
+    if chosen is not None:
+        unknown = sorted(set(chosen) - set(joint.shapes))
+        scalar = sorted(name for name in chosen if name in joint.shapes and not joint.shapes[name])
+        if unknown or scalar:
+            raise ValueError(f"option 'dropout_sites': {unknown or scalar} are not latent sites with a first axis; "
+                             f"the model's latent sites and shapes are {joint.shapes}")
+        return list(chosen)
+    names = dropout_sites(joint.shapes, joint.supports)
+    if not names:
+        raise ValueError(
+            f"mc-dropout needs weight matrices (real latent sites of rank 2, shaped (fan_in, fan_out)); this "
+            f"model's latent sites have shapes {joint.shapes}; name the sites to mask with option dropout_sites"
+        )
+    return names
 
 
 def apply_masks(sites: dict[str, jax.Array], names: list[str], rate: float, rng_key: jax.Array) -> dict[str, jax.Array]:
@@ -90,31 +109,16 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     """Train with dropout; return ``num_samples`` masked copies of the trained weights, (1, S, ...)."""
     key_fit, key_draw = jax.random.split(rng_key)
     rate = float(options["dropout_rate"])
-    names: list[str] = []
 
-    def perturb(sites: dict[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
-        return apply_masks(sites, names, rate, key)
+    def make_perturb(joint: LogJoint) -> Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]:
+        names = masked_sites(joint, options["dropout_sites"])
+        return lambda sites, key: apply_masks(sites, names, rate, key)
 
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):
-        from ._minibatch import log_joint
-
-        probe = log_joint(model, jnp.asarray(x[: options["batch_size"]]), jnp.asarray(y[: options["batch_size"]]), key_fit)
-        chosen = options["dropout_sites"]
-        if chosen is not None:
-            unknown = sorted(set(chosen) - set(probe.shapes))
-            scalar = sorted(name for name in chosen if name in probe.shapes and not probe.shapes[name])
-            if unknown or scalar:
-                raise ValueError(f"option 'dropout_sites': {unknown or scalar} are not latent sites with a first axis; "
-                                 f"the model's latent sites and shapes are {probe.shapes}")
-        names.extend(chosen if chosen is not None else dropout_sites(probe.shapes, probe.supports))
-        if not names:
-            raise ValueError(
-                f"mc-dropout needs weight matrices (real latent sites of rank 2, shaped (fan_in, fan_out)); this "
-                f"model's latent sites have shapes {probe.shapes}; name the sites to mask with option dropout_sites"
-            )
-        joint, result = train_point_estimates(model, x, y, rng_key=key_fit, options=options, cost=cost, perturb=perturb,
-                                              say=progress or (lambda message: None))
+        joint, result = train_point_estimates(model, x, y, rng_key=key_fit, options=options, cost=cost,
+                                              make_perturb=make_perturb, say=progress or (lambda message: None))
+        names = masked_sites(joint, options["dropout_sites"])
         trained = {name: value[0, 0] for name, value in constrained_draws(joint, result.params).items()}
     info = {**minibatch_info(result, options), "dropout_sites": list(names), "dropout_rate": rate,
             "trained_weights": {name: np.asarray(value) for name, value in trained.items()}}

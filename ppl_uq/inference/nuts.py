@@ -51,8 +51,13 @@ def resolve_chain_method(requested: str, num_chains: int) -> str:
     return "parallel" if jax.local_device_count() >= num_chains else "sequential"
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
-    """Run NUTS and return its Posterior (draws (chain, draw, ...), diagnostics in ``sample_stats``)."""
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
+    """Run NUTS and return its Posterior (draws (chain, draw, ...), diagnostics in ``sample_stats``).
+
+    ``progress`` is accepted for the common contract; the chains print nothing themselves (``ppl_uq.fit``
+    reports the start and the end).
+    """
     kernel = NUTS(
         numpyro_model(model),
         target_accept_prob=options["target_accept_prob"],

@@ -90,8 +90,13 @@ def _run_chain(
     return samples, diverging, float(kernel.step_size)
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
-    """Run Pyro NUTS chain by chain; return a Posterior with draws (chain, draw, ...)."""
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
+    """Run Pyro NUTS chain by chain; return a Posterior with draws (chain, draw, ...).
+
+    ``progress`` is accepted for the common contract; the chains print nothing themselves (``ppl_uq.fit``
+    reports the start and the end).
+    """
     import torch
 
     pmodel = torch_model(model)

@@ -55,8 +55,15 @@ import numpy as np
 
 from ..posterior import Posterior
 from ._common import stopwatch
-from ._options import check_choice, check_int, check_positive
-from ._variational import SCHEDULES, InferenceDivergenceError, learning_rate_schedule, loss_convergence
+from ._options import check_choice, check_int
+from ._variational import (
+    InferenceDivergenceError,
+    check_init_options,
+    check_schedule_options,
+    initial_scale,
+    learning_rate_schedule,
+    loss_convergence,
+)
 from .pyro_nuts import torch_data, torch_model
 
 #: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from a fitted approximating distribution q.
@@ -67,9 +74,6 @@ ELBOS: tuple[str, ...] = ("trace", "jit-trace")
 
 #: The guide families (only the mean-field ``AutoNormal``).
 GUIDES: tuple[str, ...] = ("meanfield",)
-
-#: Starting locations of the guide (module docstring).
-INIT_LOCS: tuple[str, ...] = ("median", "glorot")
 
 DEFAULTS: dict[str, Any] = {
     "guide": "meanfield",
@@ -97,24 +101,12 @@ def check_options(options: dict[str, Any]) -> None:
     """Validate the pyro-svi options; ``ValueError`` naming the option otherwise. (That ``batch_size``
     is at most the number of points is checked by ``fit``, which knows N.)"""
     check_choice(options, "guide", GUIDES)
-    check_choice(options, "lr_schedule", SCHEDULES)
     check_choice(options, "elbo", ELBOS)
-    check_choice(options, "init_loc", INIT_LOCS)
     check_int(options, "num_steps", "num_epochs", "num_particles", "num_samples", "num_threads")
     if options["batch_size"] is not None:
         check_int(options, "batch_size")
-    check_positive(options, "learning_rate", "init_scale", "divergence_ratio")
-    if options["clip_norm"] is not None:
-        check_positive(options, "clip_norm")
-    fraction = options["warmup_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
-        raise ValueError(f"option 'warmup_fraction' must lie in [0, 1), got {fraction!r}")
-    ratio = options["end_lr_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise ValueError(f"option 'end_lr_ratio' must lie in (0, 1], got {ratio!r}")
-    rho = options["init_rho"]
-    if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not np.isfinite(rho)):
-        raise ValueError(f"option 'init_rho' must be None or a finite number (sigma = log(1 + exp(rho))), got {rho!r}")
+    check_schedule_options(options)
+    check_init_options(options)
     if not isinstance(options["validate_args"], bool):
         raise ValueError(f"option 'validate_args' must be True or False, got {options['validate_args']!r}")
 
@@ -321,8 +313,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
                 pyro.validation_enabled(options["validate_args"]), stopwatch(cost, "fit_seconds"):
             torch.manual_seed(_seed(key_init))
             sites = _latent_sites(pmodel, x_t[:batch_size], y_t[:batch_size], minibatch)
-            init_scale = float(options["init_scale"] if options["init_rho"] is None else np.logaddexp(0.0, options["init_rho"]))
-            guide = AutoNormal(pmodel, init_loc_fn=_init_loc_fn(options["init_loc"]), init_scale=init_scale)
+            guide = AutoNormal(pmodel, init_loc_fn=_init_loc_fn(options["init_loc"]), init_scale=initial_scale(options))
             loss_class = JitTrace_ELBO if options["elbo"] == "jit-trace" else Trace_ELBO
             loss_kwargs = {"ignore_jit_warnings": True} if options["elbo"] == "jit-trace" else {}
             loss = loss_class(num_particles=options["num_particles"], **loss_kwargs)

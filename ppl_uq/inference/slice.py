@@ -198,9 +198,13 @@ def chain_inits(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, rng_key
     return jax.vmap(lambda tree: ravel_pytree(tree)[0])(info.param_info.z)
 
 
-def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any]) -> Posterior:
+def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
+        progress: Callable[[str], None] | None = None) -> Posterior:
     """Run the slice sampler and return its Posterior (draws (chain, draw, ...), counters in
-    ``sample_stats``, the evaluation mode in ``info``)."""
+    ``sample_stats``, the evaluation mode in ``info``).
+
+    ``progress`` is accepted for the common contract; the chains print nothing themselves (``ppl_uq.fit``
+    reports the start and the end)."""
     key_init, key_check, key_chains, key_run = jax.random.split(rng_key, 4)
     cost: dict[str, float] = {}
     with stopwatch(cost, "fit_seconds"):

@@ -54,4 +54,9 @@ class ScaleMixtureNormal(Distribution):
         return jnp.full(self.batch_shape, self.pi * self.sigma1**2 + (1 - self.pi) * self.sigma2**2)
 
     def tree_flatten(self) -> Any:
-        raise NotImplementedError("ScaleMixtureNormal is built inside the model, never passed through jit as a pytree")
+        """No array leaves: the parameters are Python floats, carried with the shape as static data."""
+        return (), (self.pi, self.sigma1, self.sigma2, self.batch_shape)
+
+    @classmethod
+    def tree_unflatten(cls, aux_data: Any, params: Any) -> "ScaleMixtureNormal":
+        return cls(*aux_data)
