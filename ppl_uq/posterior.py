@@ -228,6 +228,28 @@ class Posterior:
         logits_all = self._logits_all
         return lambda x: jax.nn.log_softmax(logits_all(draws, x), axis=-1)
 
+    def logits_fn(self) -> Callable[[jax.Array], jax.Array]:
+        """Return the pure function ``x -> (S, N, C)`` logits (draws closed over): ``log_prob_fn()`` without
+        the log-softmax, which the harness uses (its attacks read only class differences and its
+        metrics normalise), saving a pass over (S, N, C) per call."""
+        return self._logits_fn
+
+    @functools.cached_property
+    def _logits_fn(self) -> Callable[[jax.Array], jax.Array]:
+        draws = self._device_draws
+        logits_all = self._logits_all
+        return lambda x: logits_all(draws, x)
+
+    def draw_logits_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """Return the pure function ``(indices (k,), x) -> (k, N, C)``: the logits of the chosen draws."""
+        return self._draw_logits_fn
+
+    @functools.cached_property
+    def _draw_logits_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        draws = self._device_draws
+        logits_one = jax.vmap(self._one_draw_logits_fn(), in_axes=(0, None))
+        return lambda indices, x: logits_one({name: value[indices] for name, value in draws.items()}, x)
+
     def draw_log_prob_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """Return the pure function ``(indices (k,), x) -> (k, N, C)`` log-probabilities of the chosen draws.
 

@@ -237,9 +237,14 @@ def _posterior_predictor(posterior: Any, x: np.ndarray) -> Predictor:
     if isinstance(predictor, Predictor):
         predictor.check_input(x)
         return predictor
-    log_prob_fn = posterior.log_prob_fn()
+    # Logits where the posterior has them: everything here normalises, so the per-call log-softmax of
+    # log_prob_fn() would be wasted work.
+    if hasattr(posterior, "logits_fn") and hasattr(posterior, "draw_logits_fn"):
+        log_prob_fn, draw_log_prob_fn = posterior.logits_fn(), posterior.draw_logits_fn()
+    else:
+        log_prob_fn, draw_log_prob_fn = posterior.log_prob_fn(), posterior.draw_log_prob_fn()
     num_draws, num_classes = output_shape(log_prob_fn, x)
-    predictor = Predictor(log_prob_fn, posterior.draw_log_prob_fn(), num_draws, num_classes)
+    predictor = Predictor(log_prob_fn, draw_log_prob_fn, num_draws, num_classes)
     predictor._shapes[tuple(x.shape[1:])] = (num_draws, num_classes)
     try:
         setattr(posterior, _PREDICTOR_ATTRIBUTE, predictor)

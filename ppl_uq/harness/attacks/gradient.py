@@ -18,11 +18,14 @@ objective at iterate t (t = 0 is the start).
 
 Points go through in batches of ``batch_size``; each batch is one jit-compiled ``lax.scan``, built once
 per static settings on the model's ``Predictor`` (eps and the step size are arguments), so an eps sweep
-on one Posterior or Predictor compiles once.
+on one Posterior or Predictor compiles once. A step is one forward pass of the model on the batch and one
+pullback (``jax.vjp``) of the objective's closed-form cotangent (``objectives.batch_objective``); each
+batch's points are split over the local devices (``point_sharding``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -41,8 +44,9 @@ from ._common import (
     finish,
     flat_norm,
     per_point,
+    point_sharding,
 )
-from .objectives import OBJECTIVES, point_objective
+from .objectives import OBJECTIVES, batch_objective
 
 NORMS = ("linf", "l2")
 
@@ -92,20 +96,22 @@ def _build_pgd(
 ):
     """A jitted ``(x0, labels, key, eps, step_size, lo, hi) -> (x_adv (B, ...), values (steps + 1, B))``
     for a batch, built by ``predictor.compiled`` (once per static settings)."""
-    point = point_objective(objective, targeted=targeted)
-    draw_log_prob_fn, num_draws = predictor.draw_log_prob_fn, predictor.num_draws
+    objective_fn = batch_objective(objective, targeted=targeted)
+    log_prob_fn, draw_log_prob_fn = predictor.log_prob_fn, predictor.draw_log_prob_fn
+    num_draws = predictor.num_draws
 
-    def draw_indices(key: jax.Array) -> jax.Array:
+    def scores_fn(key: jax.Array):
+        """The scores the step follows: all S draws, or k fresh ones (EOT)."""
         if n_grad_samples is None:
-            return jnp.arange(num_draws)
-        return jax.random.randint(key, (n_grad_samples,), 0, num_draws)
+            return log_prob_fn
+        return functools.partial(draw_log_prob_fn, jax.random.randint(key, (n_grad_samples,), 0, num_draws))
 
-    def batch_objective(x: jax.Array, labels: jax.Array, indices: jax.Array):
-        scores = draw_log_prob_fn(indices, x)  # (k, B, C)
-        surrogate, value = jax.vmap(point, in_axes=(1, 0))(scores, labels)
-        return jnp.sum(surrogate), value
-
-    grad_and_value = jax.grad(batch_objective, has_aux=True)
+    def grad_and_value(x: jax.Array, labels: jax.Array, key: jax.Array):
+        """The surrogate's input gradient (B, ...) (one pullback of the closed-form cotangent) and the
+        objective per point (B,)."""
+        scores, pullback = jax.vjp(scores_fn(key), x)
+        value, cotangent = objective_fn(scores, labels)
+        return pullback(cotangent)[0], value
 
     def run(x0, labels, key, eps, step_size, lo, hi):
         box = (lo, hi) if bounded else None
@@ -115,7 +121,7 @@ def _build_pgd(
 
         def body(carry, key_t):
             x, best_x, best_value = carry
-            grad, value = grad_and_value(x, labels, draw_indices(key_t))
+            grad, value = grad_and_value(x, labels, key_t)
             better = value > best_value
             best_x = jnp.where(per_point(better, x), x, best_x)
             best_value = jnp.maximum(value, best_value)
@@ -125,7 +131,7 @@ def _build_pgd(
         init = (x, x, jnp.full((x0.shape[0],), -jnp.inf, x0.dtype))
         keys = jax.random.split(key_steps, steps + 1)
         (x, best_x, best_value), trace = jax.lax.scan(body, init, keys[:steps])
-        _, final_value = batch_objective(x, labels, draw_indices(keys[steps]))
+        final_value = objective_fn(scores_fn(keys[steps])(x), labels)[0]
         if keep_best:
             x = jnp.where(per_point(final_value > best_value, x), x, best_x)
         return x, jnp.concatenate([trace, final_value[None]])  # trace: (steps + 1, B) per-point values
@@ -138,20 +144,20 @@ def _run_batches(predictor: Predictor, x: np.ndarray, labels: np.ndarray, rng_ke
     """Attack every batch; return ``(x_adv (N, ...), loss_trace (steps + 1,))``, the trace averaged over the
     real points only (padding rows excluded).
 
-    Every batch is dispatched before any result is read back, batch i on local device i mod (devices), so
-    with several host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, as the experiments,
-    CLI and tests set) batches run concurrently: XLA runs the batched matrix products over draws on one
-    core each (benchmarks/pgd_vs_torch.py). With one device this is the plain sequential loop.
+    Each batch is one program whose points are split over the local devices (``point_sharding``): with
+    two host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, as the experiments, CLI and
+    tests set) each core runs half the points, which matters because XLA runs the batched matrix products
+    over draws on one core per device. Every batch is dispatched before any result is read back.
     """
     run = predictor.compiled(_build_pgd, bounded=box is not None, **static)
     lo, hi = box if box is not None else (0.0, 0.0)
-    size = min(batch_size, x.shape[0])
-    devices = jax.local_devices()
+    sharding, size = point_sharding(min(batch_size, x.shape[0]))
     pending = []
     for i, (start, stop) in enumerate(batches(x.shape[0], size)):
-        inputs = (pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size), jax.random.fold_in(rng_key, i))
-        inputs = jax.device_put(inputs, devices[i % len(devices)])
-        pending.append((start, stop, run(*inputs, eps, step_size, lo, hi)))
+        points = (pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size))
+        if sharding is not None:
+            points = jax.device_put(points, sharding)
+        pending.append((start, stop, run(*points, jax.random.fold_in(rng_key, i), eps, step_size, lo, hi)))
     x_adv = np.empty_like(x)
     trace_sum = np.zeros(static["steps"] + 1, np.float64)
     for start, stop, (out, values) in pending:
@@ -206,8 +212,8 @@ def pgd(
         n_grad_samples: EOT draws per step; ``None`` uses all S draws.
         target: optional (N,) classes to push towards (a targeted attack), each different from y.
         bounds: optional box ``(lo, hi)`` for valid inputs, e.g. ``(0, 1)`` for images.
-        batch_size: points attacked together (128 was ~10 % faster than 256 or 497 on the digits MLP,
-            benchmarks/pgd_vs_torch.py; with two host devices, batches run two at a time).
+        batch_size: points attacked together, split over the local devices (benchmarks/pgd_vs_torch.py
+            measures 64 to all points).
     Returns:
         an ``AttackResult`` (``attack = "pgd-<norm>"``).
     """

@@ -25,20 +25,80 @@ gradient with exactly the direction of ``value``'s gradient, but with the per-dr
 log space. Where every draw is confident (p_s(c) within 6e-8 of 1, or m_s > 88), the true gradient's
 size underflows to 0 in float32 and sign / normalised steps would stall; the surrogate's does not. Only
 use the surrogate for direction-only steps (FGSM, PGD); use ``value`` where the gradient's size matters.
+
+Two forms:
+
+- ``point_objective``: one point's scores (k, C) -> (surrogate, value), to be differentiated by autodiff
+  (L-BFGS and min-norm differentiate ``value``);
+- ``batch_objective``: a batch's scores (k, B, C) -> (value (B,), cotangent (k, B, C)), where the
+  cotangent is the surrogate's gradient with respect to the scores, written out in closed form. An
+  attack pulls it back through the model with one ``jax.vjp`` (FGSM, PGD, the sphere attack): no
+  autodiff through the objective, and no (k, B, C) intermediates beyond the cotangent itself.
+
+Both read the per-draw weights from ``ensemble_terms``, which needs one ``exp`` per draw and point (the
+textbook log-space form needs four transcendentals and two more passes over (k, B); on the sphere
+attack's (1000, 1000) that was the larger half of a step's time). Class reductions over the last axis are
+unrolled into column operations for up to ``UNROLL_CLASSES`` classes: XLA's CPU backend reduces a short
+minor axis ~50x slower than it combines columns (11 ms against 0.2 ms for (1000, 1000, 2)).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 OBJECTIVES = ("exact", "jensen", "mean-logits", "logit-margin")
 
+#: Up to this many classes, reductions over classes are unrolled into column operations.
+UNROLL_CLASSES = 32
+
 #: (scores (k, C), label ()) -> (surrogate (), value ())
 PointObjective = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+#: (scores (k, B, C), labels (B,)) -> (value (B,), cotangent (k, B, C))
+BatchObjective = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def class_log_odds_and_gradient(scores: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Log-odds of class ``label`` and their gradient with respect to the scores.
+
+    ``m = scores[..., label] - logsumexp_{j != label} scores[..., j]``; its gradient is 1 at ``label`` and
+    ``-softmax_{j != label}(scores)[j]`` elsewhere (+1 / -1 for two classes).
+
+    Args:
+        scores: (..., C) log-probabilities or logits (a per-row constant cancels).
+        label: integer class indices, broadcastable to ``scores.shape[:-1]`` (a scalar, or (B,) against
+            scores (k, B, C)).
+    Returns:
+        ``(m, dm)``: ``m`` of shape ``scores.shape[:-1]``, ``dm`` of shape ``scores.shape``.
+    """
+    num_classes = scores.shape[-1]
+    label = jnp.asarray(label)
+    if num_classes > UNROLL_CLASSES:
+        is_label = jnp.arange(num_classes) == label[..., None]
+        own = jnp.sum(jnp.where(is_label, scores, 0.0), axis=-1)
+        others = jnp.where(is_label, -jnp.inf, scores)
+        log_rest = jax.nn.logsumexp(others, axis=-1)
+        share = jnp.exp(others - log_rest[..., None])
+        return own - log_rest, jnp.where(is_label, 1.0, -share)
+    columns = [scores[..., c] for c in range(num_classes)]
+    if num_classes == 2:
+        sign = jnp.where(label == 1, 1.0, -1.0)
+        difference = columns[1] - columns[0]
+        log_odds = sign * difference
+        return log_odds, jnp.stack(jnp.broadcast_arrays(-sign, sign), axis=-1) * jnp.ones_like(scores)
+    own = sum(jnp.where(label == c, column, 0.0) for c, column in enumerate(columns))
+    others = [jnp.where(label == c, -jnp.inf, column) for c, column in enumerate(columns)]
+    top = others[0]
+    for column in others[1:]:
+        top = jnp.maximum(top, column)
+    shifted = [jnp.exp(column - top) for column in others]
+    total = sum(shifted)
+    gradient = [jnp.where(label == c, 1.0, -part / total) for c, part in enumerate(shifted)]
+    return own - (top + jnp.log(total)), jnp.stack(gradient, axis=-1)
 
 
 def class_log_odds(scores: jax.Array, label: jax.Array) -> jax.Array:
@@ -46,15 +106,70 @@ def class_log_odds(scores: jax.Array, label: jax.Array) -> jax.Array:
 
     Args:
         scores: (..., C) log-probabilities or logits (a per-row constant cancels).
-        label: integer class index (a scalar).
+        label: integer class indices broadcastable to ``scores.shape[:-1]``.
     Returns:
         array of shape ``scores.shape[:-1]``.
     """
-    is_label = jnp.arange(scores.shape[-1]) == label
-    own = jnp.sum(jnp.where(is_label, scores, 0.0), axis=-1)
-    if scores.shape[-1] == 2:
-        return own - jnp.sum(jnp.where(is_label, 0.0, scores), axis=-1)
-    return own - jax.nn.logsumexp(jnp.where(is_label, -jnp.inf, scores), axis=-1)
+    return class_log_odds_and_gradient(scores, label)[0]
+
+
+class EnsembleTerms(NamedTuple):
+    """What the ensemble objectives need from the per-draw log-odds m (k, ...), over the draw axis 0.
+
+    Attributes:
+        log_predictive: (...) ``log p_hat(c) = log mean_s sigmoid(m_s)``.
+        exact_weight: (k, ...) weights summing to 1 over draws, proportional to ``p_s (1 - p_s)``: the
+            gradient of log p_hat is ``sum_s exact_weight_s dm_s`` up to a positive factor.
+        jensen_weight: (k, ...) weights summing to 1, proportional to ``1 - p_s``: the same for the Jensen
+            bound ``mean_s log p_s``.
+    """
+
+    log_predictive: jax.Array
+    exact_weight: jax.Array
+    jensen_weight: jax.Array
+
+
+def ensemble_terms(log_odds: jax.Array) -> EnsembleTerms:
+    """The exact objective's value and both ensemble objectives' per-draw weights, from one ``exp`` per entry.
+
+    With ``a = min_s |m_s|``, ``r_s = exp(a - |m_s|)`` lies in (0, 1] and ``t_s = r_s e^-a = e^-|m_s|``,
+    ``h_s = 1 / (1 + t_s) = sigmoid(|m_s|)`` in [1/2, 1]. Then ``p_s (1 - p_s) = t_s h_s^2``, so the exact
+    weights are ``r_s h_s^2`` normalised (the common factor e^-a cancels, so nothing underflows however
+    confident every draw is). The Jensen weights ``1 - p_s`` are ``r_s h_s`` normalised when every
+    ``m_s > 0``, else ``t_s h_s`` (m_s >= 0) or ``h_s`` (m_s < 0), whose largest entry is >= 1/2. The value is
+    ``log sum_s p_s - log k``, or ``max_s m_s + log sum_s r_s h_s - log k`` when every ``m_s < 0`` (then
+    ``p_s = e^{m_s} h_s``). Where ``t_s`` underflows it is below 1e-38 against terms of at least 1/2.
+
+    Args:
+        log_odds: (k, ...) per-draw log-odds of one class.
+    Returns:
+        an ``EnsembleTerms``. Not for autodiff (the branches hold -inf); ``point_objective``'s value is.
+    """
+    num_draws = log_odds.shape[0]
+    high, low = jnp.max(log_odds, axis=0), jnp.min(log_odds, axis=0)
+    nearest = jnp.min(jnp.abs(log_odds), axis=0)
+    ratio = jnp.exp(nearest - jnp.abs(log_odds))
+    tail = ratio * jnp.exp(-nearest)
+    head = 1.0 / (1.0 + tail)
+    positive = log_odds >= 0
+    ratio_head = ratio * head
+    log_predictive = jnp.where(
+        high < 0,
+        high + jnp.log(jnp.sum(ratio_head, axis=0)),
+        jnp.log(jnp.sum(jnp.where(positive, head, tail * head), axis=0)),
+    ) - math.log(num_draws)
+    exact = ratio_head * head
+    jensen = jnp.where(low > 0, ratio_head, jnp.where(positive, tail * head, head))
+    return EnsembleTerms(
+        log_predictive=log_predictive,
+        exact_weight=exact / jnp.sum(exact, axis=0),
+        jensen_weight=jensen / jnp.sum(jensen, axis=0),
+    )
+
+
+def _check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
 def point_objective(objective: str, *, targeted: bool) -> PointObjective:
@@ -62,10 +177,9 @@ def point_objective(objective: str, *, targeted: bool) -> PointObjective:
 
     ``label`` is the true class (untargeted: value = -log p(label)) or the target (targeted: value =
     log p(label)), with p given by ``objective`` (one of ``OBJECTIVES``; for ``"logit-margin"`` the value
-    is -m or m, the mean log-odds). Both are scalars.
+    is -m or m, the mean log-odds). Both are scalars, and ``value`` is differentiable.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    _check_objective(objective)
     sign = 1.0 if targeted else -1.0
 
     def ensemble(scores: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -73,13 +187,10 @@ def point_objective(objective: str, *, targeted: bool) -> PointObjective:
         log_p = jax.nn.log_sigmoid(log_odds)  # (k,) log p_s(label)
         if objective == "exact":
             value = jax.nn.logsumexp(log_p) - math.log(scores.shape[0])
-            # d/dx log p_hat = sum_s share_s * sigmoid(-m_s) * dm_s/dx, share_s = p_s / sum_r p_r;
-            # log of the weight (up to a constant): 2 log p_s - m_s.
-            log_weight = 2.0 * log_p - log_odds
-        else:  # jensen: d/dx mean_s log p_s = (1/k) sum_s sigmoid(-m_s) dm_s/dx
+        else:
             value = jnp.mean(log_p)
-            log_weight = log_p - log_odds
-        weight = jax.nn.softmax(jax.lax.stop_gradient(log_weight))
+        terms = ensemble_terms(jax.lax.stop_gradient(log_odds))
+        weight = terms.exact_weight if objective == "exact" else terms.jensen_weight
         return sign * jnp.sum(weight * log_odds), sign * value
 
     def mean_logits(scores: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -89,5 +200,37 @@ def point_objective(objective: str, *, targeted: bool) -> PointObjective:
     def logit_margin(scores: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
         value = sign * jnp.mean(class_log_odds(scores, label))  # exact gradient: no weights to underflow
         return value, value
+
+    return {"mean-logits": mean_logits, "logit-margin": logit_margin}.get(objective, ensemble)
+
+
+def batch_objective(objective: str, *, targeted: bool) -> BatchObjective:
+    """Return ``f(scores (k, B, C), labels (B,)) -> (value (B,), cotangent (k, B, C))`` for a batch.
+
+    ``value`` is ``point_objective``'s value at every point (the exact objective's from
+    ``ensemble_terms``, equal to float32 rounding); ``cotangent`` is the gradient of the sum over points
+    of ``point_objective``'s surrogate with respect to ``scores``, in closed form. Pull it back through
+    the model (``jax.vjp``) to get the surrogate's input gradient. Neither output is for autodiff.
+    """
+    _check_objective(objective)
+    sign = 1.0 if targeted else -1.0
+
+    def ensemble(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_odds, direction = class_log_odds_and_gradient(scores, labels)
+        terms = ensemble_terms(log_odds)
+        if objective == "exact":
+            value, weight = terms.log_predictive, terms.exact_weight
+        else:
+            value, weight = jnp.mean(jax.nn.log_sigmoid(log_odds), axis=0), terms.jensen_weight
+        return sign * value, (sign * weight)[..., None] * direction
+
+    def mean_logits(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_odds, direction = class_log_odds_and_gradient(jnp.mean(scores, axis=0), labels)
+        cotangent = jnp.broadcast_to((sign / scores.shape[0]) * direction, scores.shape)
+        return sign * jax.nn.log_sigmoid(log_odds), cotangent
+
+    def logit_margin(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_odds, direction = class_log_odds_and_gradient(scores, labels)
+        return sign * jnp.mean(log_odds, axis=0), (sign / scores.shape[0]) * direction
 
     return {"mean-logits": mean_logits, "logit-margin": logit_margin}.get(objective, ensemble)

@@ -67,7 +67,7 @@ from ..predictive import (
     predictive_log_probs,
 )
 from ._common import AttackResult, check_inputs, finish
-from .objectives import point_objective
+from .objectives import batch_objective, class_log_odds_and_gradient, ensemble_terms, point_objective
 
 #: Each ``objective`` setting as (objective ascended for the first ``jensen_steps`` iterations, objective
 #: ascended after them, which also ranks points and drives early stopping), in the names of
@@ -109,28 +109,43 @@ class SphereAttackResult(NamedTuple):
 
 
 class _LoopState(NamedTuple):
-    step: jax.Array
-    x: jax.Array
-    best_x: jax.Array
-    best_value: jax.Array
-    reference: jax.Array
-    stall: jax.Array
-    done: jax.Array
-    trace: jax.Array
+    step: jax.Array  # () iterations run
+    x: jax.Array  # (B, D) current points
+    best_x: jax.Array  # (B, D)
+    best_value: jax.Array  # (B,) exact objective at best_x
+    reference: jax.Array  # (B,) best exact value of the exact phase, for the patience clock
+    stall: jax.Array  # (B,) exact-phase iterations without improvement
+    done: jax.Array  # (B,) stopped points (their x no longer moves)
+    steps: jax.Array  # (B,) gradient steps each point took
+    trace: jax.Array  # (max_steps + 1, B) best value after each iteration
+
+
+def _phase_objectives(margin: bool, jensen: bool):
+    """Return ``f(scores (S, B, C), target (B,)) -> (value (B,), cotangent (S, B, C))`` for one phase.
+
+    ``value`` ranks points and drives early stopping (the schedule's second objective: the exact log
+    p_hat(target), or the logit margin when ``margin``) in both phases; ``cotangent`` is the gradient,
+    with respect to the scores, of the phase's ascent surrogate (the Jensen weights when ``jensen``, else
+    the exact ones, of ``objectives.ensemble_terms``; or ``objectives.batch_objective("logit-margin")``):
+    pulled back through the model it gives the direction of that objective's input gradient, exact where
+    float32 gradients underflow.
+    """
+    if margin:
+        return batch_objective(SCHEDULES["logit_margin"][1], targeted=True)
+
+    def objectives(scores: jax.Array, target: jax.Array):
+        log_odds, direction = class_log_odds_and_gradient(scores, target)
+        terms = ensemble_terms(log_odds)
+        weight = terms.jensen_weight if jensen else terms.exact_weight
+        return terms.log_predictive, weight[..., None] * direction
+
+    return objectives
 
 
 def _point_objective(log_prob_fn: LogProbFn, margin: bool):
-    """Return ``f(x (D,), target, use_jensen) -> (ascent, value)`` for one point, both scalars.
-
-    ``value`` is the objective that ranks points and drives early stopping (the schedule's second entry,
-    ``SCHEDULES``): log p_hat(target) = logsumexp_s log sigmoid(m_s) - log S, or the logit margin m
-    (S = 1) when ``margin``.
-
-    ``ascent`` is the surrogate of the phase's objective (``objectives.point_objective``): its gradient
-    has the direction of that objective's gradient, with the per-draw weights normalised in log space
-    (exact where float32 gradients underflow); only that direction is used (the step is normalised).
-    ``use_jensen`` (a traced bool) selects the first phase's surrogate.
-    """
+    """Return ``f(x (D,), target, use_jensen) -> (ascent, value)`` for one point, both scalars, for
+    autodiff: the per-point form of what the attack follows (``point_objective`` of the schedule's
+    objectives), kept as the reference the closed-form batch step is tested against."""
     first_name, then_name = SCHEDULES["logit_margin" if margin else "ensemble"]
     then = point_objective(then_name, targeted=True)
     first = None if first_name == then_name else point_objective(first_name, targeted=True)
@@ -146,66 +161,85 @@ def _point_objective(log_prob_fn: LogProbFn, margin: bool):
 
 
 def _project(x: jax.Array, radius: jax.Array) -> jax.Array:
-    return x * (radius / jnp.linalg.norm(x))
+    """Scale each row of ``x`` (B, D) to its radius (B, 1)."""
+    return x * (radius / jnp.linalg.norm(x, axis=1, keepdims=True))
 
 
 def _build_batch_attack(predictor: Predictor, *, margin: bool, step_size: float, max_steps: int,
                         jensen_steps: int, patience: int | None, tol: float) -> Callable[..., Any]:
     """A jitted ``(x0 (B, D), target (B,)) -> (best_x (B, D), log_predictive (B, C), steps (B,),
-    trace (B, max_steps + 1))``, built by ``predictor.compiled`` (once per settings)."""
+    trace (max_steps + 1, B))``, built by ``predictor.compiled`` (once per settings).
+
+    One ``lax.while_loop`` over the whole batch: each iteration is one forward pass of the model on all
+    B points and one pullback of the closed-form cotangent (``jax.vjp``), so the model's layers see
+    (B, D) inputs and its matrix products stay whole GEMMs. Stopped points keep their x and best values;
+    the loop ends when every point has stopped or after ``max_steps`` iterations.
+    """
     log_prob_fn = predictor.log_prob_fn
-    objective = _point_objective(log_prob_fn, margin)
-    value_and_grad = jax.value_and_grad(objective, has_aux=True)
-    jensen_steps = 0 if margin else jensen_steps
+    jensen_steps = 0 if margin else min(jensen_steps, max_steps)
+    phases = {use_jensen: _phase_objectives(margin, use_jensen) for use_jensen in (True, False)}
 
-    def update_best(state: _LoopState, x: jax.Array, value: jax.Array) -> _LoopState:
-        better = value > state.best_value
-        return state._replace(
-            best_x=jnp.where(better, x, state.best_x), best_value=jnp.where(better, value, state.best_value)
-        )
+    def run(x0: jax.Array, target: jax.Array):
+        radius = jnp.linalg.norm(x0, axis=1, keepdims=True)
+        x0 = _project(x0, radius)
+        num_points = x0.shape[0]
 
-    def attack_one(x0: jax.Array, target: jax.Array):
-        radius = jnp.linalg.norm(x0)
-
-        def body(state: _LoopState) -> _LoopState:
-            use_jensen = state.step < jensen_steps
-            (_, value), grad = value_and_grad(state.x, target, use_jensen)
-            state = update_best(state, state.x, value)
+        def body(state: _LoopState, use_jensen: bool) -> _LoopState:
+            scores, pullback = jax.vjp(log_prob_fn, state.x)
+            value, cotangent = phases[use_jensen](scores, target)
+            (grad,) = pullback(cotangent)
+            better = value > state.best_value
+            best_x = jnp.where(better[:, None], state.x, state.best_x)
+            best_value = jnp.where(better, value, state.best_value)
             # The patience clock runs only once the exact objective is being ascended, and measures
             # improvement over the best value of that phase (the Jensen phase may have lowered it).
-            improved = value > state.reference + tol
-            stall = jnp.where(improved | use_jensen, 0, state.stall + 1)
-            reference = jnp.where(use_jensen, -jnp.inf, jnp.where(improved, value, state.reference))
-            grad_norm = jnp.linalg.norm(grad)
+            active = ~state.done
+            if use_jensen:
+                stall, reference = state.stall, state.reference
+            else:
+                improved = value > state.reference + tol
+                stall = jnp.where(active, jnp.where(improved, 0, state.stall + 1), state.stall)
+                reference = jnp.where(active & improved, value, state.reference)
+            grad_norm = jnp.linalg.norm(grad, axis=1, keepdims=True)
             direction = jnp.where(grad_norm > 0, grad / jnp.where(grad_norm > 0, grad_norm, 1.0), 0.0)
-            return state._replace(
+            moved = _project(state.x + step_size * direction, radius)
+            done = state.done | (stall >= patience) if patience is not None else state.done
+            return _LoopState(
                 step=state.step + 1,
-                x=_project(state.x + step_size * direction, radius),
+                x=jnp.where(active[:, None], moved, state.x),
+                best_x=best_x,
+                best_value=best_value,
                 reference=reference,
                 stall=stall,
-                done=(stall >= patience) if patience is not None else jnp.asarray(False),
-                trace=state.trace.at[state.step].set(state.best_value),
+                done=done,
+                steps=state.steps + active.astype(jnp.int32),
+                trace=jax.lax.dynamic_update_index_in_dim(state.trace, best_value, state.step, 0),
             )
 
-        x0 = _project(x0, radius)
         init = _LoopState(
             step=jnp.asarray(0, jnp.int32),
             x=x0,
             best_x=x0,
-            best_value=jnp.asarray(-jnp.inf, jnp.float32),
-            reference=jnp.asarray(-jnp.inf, jnp.float32),
-            stall=jnp.asarray(0, jnp.int32),
-            done=jnp.asarray(False),
-            trace=jnp.zeros((max_steps + 1,), jnp.float32),
+            best_value=jnp.full((num_points,), -jnp.inf, jnp.float32),
+            reference=jnp.full((num_points,), -jnp.inf, jnp.float32),
+            stall=jnp.zeros((num_points,), jnp.int32),
+            done=jnp.zeros((num_points,), bool),
+            steps=jnp.zeros((num_points,), jnp.int32),
+            trace=jnp.zeros((max_steps + 1, num_points), jnp.float32),
         )
-        state = jax.lax.while_loop(lambda s: (s.step < max_steps) & ~s.done, body, init)
-        # Score the point reached by the last step too.
-        state = update_best(state, state.x, objective(state.x, target, False)[1])
-        trace = jnp.where(jnp.arange(max_steps + 1) < state.step, state.trace, state.best_value)
-        log_predictive = predictive_log_mean(jax.nn.log_softmax(log_prob_fn(state.best_x[None])[:, 0, :], axis=-1))
-        return state.best_x, log_predictive, state.step, trace
+        # The Jensen phase runs a fixed number of iterations (no point stops in it); then the exact phase.
+        state = jax.lax.fori_loop(0, jensen_steps, lambda _, s: body(s, True), init)
+        state = jax.lax.while_loop(lambda s: (s.step < max_steps) & ~jnp.all(s.done), lambda s: body(s, False), state)
+        # Score the points reached by the last step too.
+        value = phases[False](log_prob_fn(state.x), target)[0]
+        better = value > state.best_value
+        best_x = jnp.where(better[:, None], state.x, state.best_x)
+        best_value = jnp.where(better, value, state.best_value)
+        trace = jnp.where((jnp.arange(max_steps + 1) < state.step)[:, None], state.trace, best_value)
+        log_predictive = predictive_log_mean(jax.nn.log_softmax(log_prob_fn(best_x), axis=-1))
+        return best_x, log_predictive, state.steps, trace
 
-    return jax.jit(jax.vmap(attack_one))
+    return jax.jit(run)
 
 
 def _check_settings(step_size, max_steps, jensen_steps, patience, tol, objective) -> dict[str, Any]:
@@ -313,11 +347,12 @@ def sphere_attack(
     for start, stop in batches(num_points, size):
         count = stop - start
         out = run(pad_rows(x0[start:stop], size), pad_rows(targets[start:stop], size))
-        best_x, best_log_predictive, best_steps, trace = (np.asarray(v)[:count] for v in out)
+        best_x, best_log_predictive, best_steps = (np.asarray(v)[:count] for v in out[:3])
+        trace = np.asarray(out[3])[:, :count]
         x_adv[start:stop] = best_x
         log_predictive[start:stop] = best_log_predictive
         steps[start:stop] = best_steps
-        trace_sum += trace.astype(np.float64).sum(axis=0)
+        trace_sum += trace.astype(np.float64).sum(axis=1)
     if not np.all(np.isfinite(log_predictive)):
         raise FloatingPointError("log_prob_fn returned NaN or inf during the attack")
     drift = np.abs(np.linalg.norm(x_adv.astype(np.float64), axis=1) - radii)
