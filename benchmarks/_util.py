@@ -3,6 +3,7 @@ the JSON result."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -85,3 +86,34 @@ def wait_for_quiet_machine(max_minutes: float, max_load: float = 1.5, poll_secon
             "pytest_running_when_timing_started": pytest_running(),
             "load_average_when_timing_started": os.getloadavg(), "max_wait_minutes": max_minutes,
             "max_load": max_load}
+
+
+def matmul_peak(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 5, torch_threads: int | None = None
+                ) -> dict[str, Any]:
+    """This machine's float32 matrix-multiply peak, measured now: square GEMMs of each size in ``sizes``
+    through XLA (a jitted ``jnp.dot``) and through PyTorch (MKL, ``torch_threads`` threads, default its
+    current count), best of ``repeats`` each. ``peak_gflops`` is the best of all of them: the honest
+    ceiling for an attack whose work is matrix products, against which its ``fraction_of_peak`` is read."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    out: dict[str, Any] = {"sizes": list(sizes), "repeats": repeats, "xla_gflops": {}, "torch_gflops": {}}
+    threads = torch_threads or torch.get_num_threads()
+    for n in sizes:
+        flops = 2.0 * n**3
+        a = jnp.asarray(np.random.default_rng(n).standard_normal((n, n)), jnp.float32)
+        dot = jax.jit(jnp.dot)
+        dot(a, a).block_until_ready()
+        seconds, _, _ = best_seconds(functools.partial(_block, dot, a), repeats)
+        out["xla_gflops"][n] = flops / seconds / 1e9
+        t = torch.from_numpy(np.array(a))
+        torch_seconds = with_threads(threads, functools.partial(best_seconds, functools.partial(torch.mm, t, t), repeats))[0]
+        out["torch_gflops"][n] = flops / torch_seconds / 1e9
+    out["torch_threads"] = threads
+    out["peak_gflops"] = max(*out["xla_gflops"].values(), *out["torch_gflops"].values())
+    return out
+
+
+def _block(fn: Callable[..., Any], a: Any) -> Any:
+    return fn(a, a).block_until_ready()

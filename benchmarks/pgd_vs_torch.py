@@ -1,25 +1,30 @@
 """PGD L-infinity on a posterior ensemble of an MLP (``ppl_uq.harness.attacks.pgd``) vs the same attack in
-eager PyTorch.
+eager PyTorch, on two networks (``--network``).
 
-The posterior: mean-field SVI (``ppl_uq.fit("svi", ...)``) of a 64-100-100-10 tanh MLP
-(``mlp_classifier(hidden=(100, 100))``, N(0, 1) weight prior) on scikit-learn's digits (1,300 train
-points), with S = 100 draws from q. Both sides attack the same test points with the same 100 draws (the
-torch side holds copies of w0, b0, w1, ... stacked over draws and runs the layers as batched matmuls), the
-same objective (the exact posterior predictive, ``-(logsumexp_s log p_s(y | x) - log S)``), the same
-number of steps, the same step ``eps/steps * 2.5`` along sign(g), a uniform random start in the eps-cube,
-projection onto the eps-cube and then the box [0, 1] after every step, and the best iterate kept (what
-``pgd`` returns). Each side's timed call ends with the decisions on the clean and attacked inputs over
-all S draws (``pgd`` scores them in ``finish``; the torch side does the same), so both do the same work.
+The posterior: mean-field SVI (``ppl_uq.fit("svi", ...)``) of a D-100-100-10 tanh MLP
+(``mlp_classifier(hidden=(100, 100))``, N(0, 1) weight prior) with S = 100 draws from q: on scikit-learn's
+digits (D = 64, 1,300 training points; the default) or on Fashion-MNIST (D = 784, the network of the
+neural-network issue; 5,000 training images, a short fit, since only the attack's cost is measured).
+Both sides attack the same test points with the same 100 draws (the torch side holds copies of w0, b0,
+w1, ... stacked over draws, runs the first layer as one GEMM against all draws' weights and the others as
+batched matmuls), the same objective (the exact posterior predictive,
+``-(logsumexp_s log p_s(y | x) - log S)``), the same number of steps, the same step ``eps/steps * 2.5``
+along sign(g), a uniform random start in the eps-cube, projection onto the eps-cube and then the box
+[0, 1] after every step, and the best iterate kept (what ``pgd`` returns). Each side's timed call ends with
+the decisions on the clean and attacked inputs over all S draws (``pgd`` scores them in ``finish``; the
+torch side does the same), so both do the same work.
 
 Ours is the public call, ``pgd(posterior, x, y, ...)``, end to end, with two host devices
 (``--xla_force_host_platform_device_count=2``, set here before JAX starts, as the experiments, the CLI and
-the tests set it): ``pgd`` dispatches its batches before reading any back, batch i on device i mod 2.
+the tests set it): ``pgd`` splits each batch's points over the two devices in one program.
 
 Measured: point·steps/s for ours at batch sizes 64, 128, 256 (the default) and all points (after a
 warm-up call; the compile time reported separately) and for eager torch at 2 and 1 threads, their ratios
-(best of ``--repeats`` alternating runs), and where the time goes: forward alone and gradient alone on
-each side, the scoring each call ends with, and how many cores each side's matmuls use (XLA's CPU backend
-runs a batched matmul, the hidden layers over S draws, on one core; torch spreads it over its threads).
+(best of ``--repeats`` alternating runs), every side's fraction of this machine's float32 matmul peak
+measured in the same run (``_util.matmul_peak``) from the FLOPs of a step (4 fan_in fan_out per layer,
+draw and point), and where the time goes: forward alone and gradient alone on each side, the scoring
+each call ends with, and how many cores each side's matmuls use (XLA's CPU backend runs a batched
+matmul, the hidden layers over S draws, on one core per device; torch spreads it over its threads).
 Agreement: the forward log-probabilities, the gradient at the clean points, one sign step from the clean
 points (FGSM), PGD without random start (same x_adv, objective and loss trace), and robust accuracy with
 random starts.
@@ -27,8 +32,9 @@ random starts.
 Timing waits (``--wait-idle``, minutes) until no pytest process runs and the 1-minute load average is
 below 1.5, polling every 30 s, then runs anyway; the wait and the load averages are in the JSON.
 
-    python benchmarks/pgd_vs_torch.py --wait-idle 20            # 497 test points, 40 steps
-    python benchmarks/pgd_vs_torch.py --quick --wait-idle 20    # 100 points, 10 steps
+    python benchmarks/pgd_vs_torch.py --wait-idle 20                           # digits: 497 points, 40 steps
+    python benchmarks/pgd_vs_torch.py --network fashion-mnist --wait-idle 20   # 512 points, 20 steps
+    python benchmarks/pgd_vs_torch.py --quick --wait-idle 20                   # a smaller run
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _util import best_seconds, wait_for_quiet_machine, with_threads  # noqa: E402
+from _util import best_seconds, matmul_peak, wait_for_quiet_machine, with_threads  # noqa: E402
 
 import ppl_uq  # noqa: E402
 from ppl_uq.harness.attacks import fgsm, pgd, point_objective  # noqa: E402
@@ -67,21 +73,48 @@ HIDDEN = (100, 100)
 NUM_DRAWS = 100
 EPS = 0.1
 BOUNDS = (0.0, 1.0)
-FULL = {"num_points": 497, "steps": 40, "svi_steps": 2000}
-QUICK = {"num_points": 100, "steps": 10, "svi_steps": 2000}
+#: The two networks: scikit-learn's digits (64 inputs, 1,300 training images) and Fashion-MNIST (784
+#: inputs; the first ``train_points`` of its 60,000 training images, so the fit stays short; the
+#: posterior's quality does not change the attack's cost).
+NETWORKS = {
+    "digits": {"full": {"num_points": 497, "steps": 40, "svi_steps": 2000},
+               "quick": {"num_points": 100, "steps": 10, "svi_steps": 2000}, "train_points": None},
+    "fashion-mnist": {"full": {"num_points": 512, "steps": 20, "svi_steps": 1000},
+                      "quick": {"num_points": 64, "steps": 5, "svi_steps": 200}, "train_points": 5000},
+}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # -- the posterior ------------------------------------------------------------------------------
-def fit_posterior(rng_key: jax.Array, svi_steps: int, num_draws: int = NUM_DRAWS):
-    """Digits split (key 0) and a mean-field SVI posterior of the 64-100-100-10 MLP with ``num_draws`` draws."""
-    data = ppl_uq.data.load_digits_split(jax.random.key(0))
-    model = functools.partial(mlp_classifier, hidden=HIDDEN, num_classes=data.num_classes)
+def load_network_data(network: str):
+    """The network's data: ``(train (x, y), test (x, y), num_classes)``, images flattened into [0, 1]."""
+    if network == "digits":
+        data = ppl_uq.data.load_digits_split(jax.random.key(0))
+        return data.train, data.test, data.num_classes
+    data = ppl_uq.data.load_fashion_mnist()
+    count = NETWORKS[network]["train_points"]
+    x, y = data.train
+    return (x[:count].reshape(count, -1), y[:count]), (data.test[0].reshape(len(data.test[0]), -1), data.test[1]), \
+        data.num_classes
+
+
+def fit_posterior(rng_key: jax.Array, svi_steps: int, num_draws: int = NUM_DRAWS, network: str = "digits"):
+    """The network's data and a mean-field SVI posterior of its D-100-100-10 tanh MLP with ``num_draws``
+    draws; returns ``(train, test, posterior, fit seconds)``."""
+    train, test, num_classes = load_network_data(network)
+    model = functools.partial(mlp_classifier, hidden=HIDDEN, num_classes=num_classes)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        posterior = ppl_uq.fit("svi", model, data.train, rng_key=rng_key, num_steps=svi_steps, num_samples=num_draws)
-    return data, posterior, time.perf_counter() - start
+        posterior = ppl_uq.fit("svi", model, train, rng_key=rng_key, num_steps=svi_steps, num_samples=num_draws)
+    return train, test, posterior, time.perf_counter() - start
+
+
+def flops_per_point_step(flat_draws: dict[str, np.ndarray]) -> float:
+    """FLOPs of one PGD step for one point: every layer's matrix product for every draw, forward and
+    backward to the input (2 fan_in fan_out each way); elementwise work left out."""
+    layers = sum(1 for name in flat_draws if name.startswith("w"))
+    return float(sum(4 * np.prod(flat_draws[f"w{i}"].shape) for i in range(layers)))
 
 
 # -- eager PyTorch ------------------------------------------------------------------------------
@@ -326,7 +359,9 @@ def agreement_checks(posterior, net: TorchEnsemble, flat: dict[str, np.ndarray],
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 points, 10 steps")
+    parser.add_argument("--quick", action="store_true", help="fewer points and steps (see NETWORKS)")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="digits",
+                        help="digits (64-100-100-10) or fashion-mnist (784-100-100-10)")
     parser.add_argument("--out", default=None, help="JSON path (default results/pgd_vs_torch[_quick].json)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side, alternating; the best is kept")
     parser.add_argument("--torch-threads", type=int, default=2, help="headline torch threads (1 is also measured)")
@@ -337,18 +372,20 @@ def main(argv: list[str] | None = None) -> dict:
                         help="minutes to wait, before timing, for no pytest and a 1-minute load below 1.5")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    config = dict(QUICK if args.quick else FULL)
+    config = dict(NETWORKS[args.network]["quick" if args.quick else "full"])
     for name in ("num_points", "steps", "svi_steps"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.repeats < 1 or args.torch_threads < 1 or min(config.values()) < 1 or args.wait_idle < 0:
         parser.error("--repeats, --torch-threads, --num-points, --steps and --svi-steps must be positive, "
                      "--wait-idle >= 0")
-    out = Path(args.out) if args.out else RESULTS / ("pgd_vs_torch_quick.json" if args.quick else "pgd_vs_torch.json")
+    suffix = ("" if args.network == "digits" else "_" + args.network.replace("-", "_")) + ("_quick" if args.quick else "")
+    out = Path(args.out) if args.out else RESULTS / f"pgd_vs_torch{suffix}.json"
     load_start = os.getloadavg()
 
-    data, posterior, fit_seconds = fit_posterior(jax.random.key(args.seed + 1), config["svi_steps"])
-    x_all, y_all = data.test
+    _, test, posterior, fit_seconds = fit_posterior(jax.random.key(args.seed + 1), config["svi_steps"],
+                                                    network=args.network)
+    x_all, y_all = test
     x, y = x_all[: config["num_points"]], y_all[: config["num_points"]]
     flat = posterior.flat_draws()
     net = TorchEnsemble(flat)
@@ -384,7 +421,9 @@ def main(argv: list[str] | None = None) -> dict:
             seconds, _, results[name] = best_seconds(fn, 1)
             times[name].append(seconds)
     load_timing_end = os.getloadavg()
+    peak = with_threads(args.torch_threads, lambda: matmul_peak(torch_threads=args.torch_threads))
     rates = {name: point_steps / min(values) for name, values in times.items()}
+    flops = flops_per_point_step(flat)
     best_jax = max((name for name in rates if name.startswith("jax_pgd")), key=rates.get)
     default_jax = f"jax_pgd_batch_{default_batch}"
     torch_main = f"torch_{args.torch_threads}_threads"
@@ -415,12 +454,16 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "pgd_vs_torch",
         "config": {**config, "eps": EPS, "step_size": step_size, "bounds": BOUNDS, "norm": "linf",
                    "objective": "exact", "num_draws": posterior.num_samples, "repeats": args.repeats,
-                   "seed": args.seed, "model": f"tanh MLP 64-{'-'.join(map(str, HIDDEN))}-10, N(0,1) prior",
+                   "seed": args.seed, "network": args.network,
+                   "model": f"tanh MLP {x.shape[1]}-{'-'.join(map(str, HIDDEN))}-10, N(0,1) prior",
                    "posterior": f"svi meanfield, {config['svi_steps']} steps, {NUM_DRAWS} draws from q",
                    "svi_fit_seconds": fit_seconds},
         "point_steps": point_steps,
         "seconds_per_run": times,
         "point_steps_per_second_best_of_repeats": rates,
+        "matmul_peak": peak,
+        "flops_per_point_step": flops,
+        "fraction_of_peak": {name: rate * flops / (peak["peak_gflops"] * 1e9) for name, rate in rates.items()},
         "jax": {
             "first_call_seconds_incl_compile": first_call,
             "compile_seconds_estimate": {b: first_call[b] - min(times[f"jax_pgd_batch_{b}"]) for b in batch_sizes},

@@ -319,7 +319,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_run_arguments(parser, experiment=EXPERIMENT)
     parser.add_argument("--backends", nargs="*", default=None,
-                        help=f"rows or backends to run (default: every row but pyro-nuts, which runs only when named). Rows: {', '.join(ROWS_BY_KEY)}")
+                        help="rows or backends to run (default: every row but pyro-nuts, which runs only when named). "
+                        f"Rows: {', '.join(ROWS_BY_KEY)}")
     parser.add_argument("--attack-step-size", type=float, default=0.05,
                         help="length of each normalised attack step (the paper: 0.01 with its own, lost, update rule)")
     parser.add_argument("--no-harness", action="store_true",

@@ -304,8 +304,30 @@ def test_loss_trace_does_not_depend_on_the_batch_size(digits_mlp, digits_data):
     """Padding rows of the last batch must not enter the trace (they did once: 0.0722 vs 0.0775)."""
     x, y = digits_data.test[0][:70], digits_data.test[1][:70]
     traces = [pgd(digits_mlp["map"], x, y, eps=0.05, steps=3, rng_key=jax.random.key(0), random_start=False,
-                  batch_size=b).loss_trace for b in (70, 32)]
+                  batch_size=b).loss_trace for b in (70, 32, 7)]  # 7: padded to a multiple of the devices
     np.testing.assert_allclose(traces[0], traces[1], rtol=1e-5)
+    np.testing.assert_allclose(traces[0], traces[2], rtol=1e-5)
     model = digits_mlp["map"].log_prob_fn()
     log_p = np.asarray(jax.nn.log_softmax(model(x)[0], axis=-1), np.float64)
     np.testing.assert_allclose(traces[0][0], -log_p[np.arange(70), y].mean(), rtol=1e-4)
+
+
+def test_points_split_over_devices_give_the_single_device_answer(digits_mlp, digits_data):
+    """pgd splits each batch's points over the local devices; the same program on one device's unsplit
+    inputs gives the same examples (the split changes where points run, not what is computed)."""
+    from ppl_uq.harness import as_predictor
+    from ppl_uq.harness.attacks._common import point_sharding
+    from ppl_uq.harness.attacks.gradient import _build_pgd
+
+    sharding, padded = point_sharding(9)
+    devices = len(jax.local_devices())
+    assert padded % devices == 0 and 9 <= padded < 9 + devices
+    assert (sharding is None) == (devices == 1)
+    x, y = digits_data.test[0][:40], digits_data.test[1][:40]
+    posterior = digits_mlp["deep-ensemble"]
+    split = pgd(posterior, x, y, eps=0.05, steps=4, rng_key=jax.random.key(5), batch_size=40)
+    run = as_predictor(posterior, x).compiled(_build_pgd, norm="linf", objective="exact", targeted=False, steps=4,
+                                              n_grad_samples=None, random_start=True, keep_best=True, bounded=False)
+    one_device = jax.device_put((x, y.astype(np.int32)), jax.local_devices()[0])
+    whole, _ = run(*one_device, jax.random.fold_in(jax.random.key(5), 0), 0.05, 2.5 * 0.05 / 4, 0.0, 0.0)
+    assert np.mean(np.abs(np.asarray(whole) - split.x_adv) < 1e-6) > 0.999

@@ -1,4 +1,4 @@
-"""The attack benchmarks (``benchmarks/pgd_vs_torch.py``, ``benchmarks/deepfool_vs_loop.py``) run end to end at
+"""The attack benchmarks (``pgd_vs_torch.py``, ``deepfool_vs_loop.py``, ``sphere_attack_vs_torch.py``) run end to end at
 tiny sizes, and their implementations agree (no wall-time assertions). Each takes ~30 s
 alone (SVI and MAP fits, compiles): marked slow."""
 
@@ -75,3 +75,15 @@ def test_bnn_training_benchmark_runs_and_every_side_learns(tmp_path, monkeypatch
     assert result["all_learned"]
     losses = [result["sides"][k]["final_loss"] for k in ("ours", "jax-scan", "torch-eager-1t", "pyro-trace", "pyro-jit")]
     assert max(losses) / min(losses) < 1.02  # one objective on every side
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch.compile's tracer warns about non-leaf .grad reads
+def test_sphere_benchmark_runs_and_every_side_agrees(tmp_path, monkeypatch):
+    out = tmp_path / "sphere.json"
+    result = run_main("sphere_attack_vs_torch", ["--quick", "--repeats", "1", "--out", str(out)], monkeypatch)
+    agreement = result["agreement"]
+    assert agreement["same_objective"] and agreement["direction_err_jensen"] < 1e-4
+    assert max(agreement["radius_drift"].values()) <= 1e-5
+    assert set(result["torch"]) == {"torch_eager_autograd", "torch_compile_autograd", "torch_compile_closed_form"}
+    assert result["matmul_peak"]["peak_gflops"] > 0 and 0 < result["jax"]["fraction_of_peak"] < 1.5

@@ -27,7 +27,7 @@ the attack would stall) while its direction is still well defined.
 
 Because only class differences enter, ``log_prob_fn`` may equally return unnormalised logits (S, N, C):
 ``Posterior.logits`` gives the same attack as ``Posterior.log_prob_fn()`` without the per-step
-log-softmax (1.2x faster at full size in benchmarks/sphere_attack_vs_torch.py). Reported probabilities are normalised with a
+log-softmax (a Posterior's ``Predictor`` uses its logits). Reported probabilities are normalised with a
 log-softmax, a no-op on log-probabilities.
 
 The best point is kept by the exact objective (the margin for a single model, which orders points as
@@ -37,9 +37,14 @@ for ``patience`` iterations (the paper's threshold is lost; ``tol = 1e-4`` in lo
 default). The clock ignores the Jensen phase, which can lower the exact objective before the exact phase
 raises it again. ``max_steps`` caps every point.
 
-Implementation: a per-point ``lax.while_loop`` vmapped over a batch of points and jit-compiled, built
-once per settings on the model's ``Predictor`` (so attacking one Posterior again compiles nothing new);
-points go through in batches of ``batch_size`` to bound memory.
+Implementation: one jit-compiled loop per batch of ``batch_size`` points, a fixed-length loop for the Jensen
+phase and a ``lax.while_loop`` for the exact phase that ends when every point has stopped. Each iteration
+is one forward pass of the model on the whole batch and one pullback (``jax.vjp``) of the closed-form
+cotangent of the phase's surrogate (``objectives.ensemble_terms``: one ``exp`` per draw and point), so a
+model linear in its features does two GEMMs per step, (B, D) x (D, S) and back, and little else
+(benchmarks/sphere_attack_vs_torch.py reads the step's speed as a fraction of the machine's matmul
+peak). Built once per settings on the model's ``Predictor`` (so attacking one Posterior again compiles
+nothing new).
 
 ``sphere_attack`` returns a ``SphereAttackResult`` (the paper's adversarial and resampled errors are read
 from it); ``sphere`` runs the same attack and returns the ``AttackResult`` every attack returns.
