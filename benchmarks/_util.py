@@ -117,3 +117,59 @@ def matmul_peak(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 5, t
 
 def _block(fn: Callable[..., Any], a: Any) -> Any:
     return fn(a, a).block_until_ready()
+
+
+def xla_op_profile(fn: Callable[[], Any], hlo_text: str | None = None, top: int = 12) -> list[dict[str, Any]]:
+    """Where one call of ``fn`` (a jitted JAX computation, already compiled) spends its time, per XLA op.
+
+    Runs ``fn`` once under ``jax.profiler.trace`` and sums the trace's per-op events (XLA CPU records one
+    per executed thunk: a fusion, a dot, a copy). With ``hlo_text`` (``compiled.as_text()``), each fusion is
+    labelled with the main operation inside it (a dot's shapes, else its root op). Returns the ``top`` ops
+    by total time: ``{"op", "ms", "calls", "what"}``, plus one row ``"(all ops)"`` with the total.
+    """
+    import gzip
+    import re
+    import tempfile
+
+    import jax
+
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            jax.block_until_ready(fn())
+        trace_file = next(Path(folder).rglob("*.trace.json.gz"))
+        events = json.loads(gzip.decompress(trace_file.read_bytes()))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    # Events that enclose others (the executor, a while loop's thunk around its body, Python frames).
+    skip = ("ThunkExecutor", "$", "PjitFunction", "block_until_ready", "np.asarray", "while", "conditional",
+            "call", "SlinkyThreadPool")
+    totals: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for event in events:
+        name = event.get("name", "")
+        if event.get("ph") != "X" or "dur" not in event or name.startswith(skip):
+            continue
+        totals[name] = totals.get(name, 0.0) + event["dur"] / 1e3
+        calls[name] = calls.get(name, 0) + 1
+    labels: dict[str, str] = {}
+    if hlo_text:
+        bodies: dict[str, list[str]] = {}
+        current = None
+        for line in hlo_text.splitlines():
+            header = re.match(r"^%?([\w.\-]+) .*\{$", line)
+            if header:
+                current = header.group(1)
+                bodies[current] = []
+            elif current:
+                bodies[current].append(line)
+        for line in hlo_text.splitlines():
+            found = re.search(r"%([\w.\-]+) = (\S+) fusion\(.*calls=%([\w.\-]+)", line)
+            if not found:
+                continue
+            body = bodies.get(found.group(3), [])
+            dots = [re.sub(r", metadata=.*", "", b).strip() for b in body if " dot(" in b]
+            root = next((b.strip() for b in body if b.strip().startswith("ROOT")), "")
+            labels[found.group(1)] = (dots[0] if dots else root)[:160] + f" -> {found.group(2)}"
+    total = sum(totals.values())
+    rows = [{"op": name, "ms": round(ms, 3), "calls": calls[name], "what": labels.get(name, "")}
+            for name, ms in sorted(totals.items(), key=lambda item: -item[1])[:top]]
+    return [{"op": "(all ops)", "ms": round(total, 3), "calls": sum(calls.values()), "what": ""}, *rows]

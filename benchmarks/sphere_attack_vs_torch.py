@@ -24,25 +24,31 @@ validation points correctly, like the NUTS posterior does.
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import platform
-import statistics
-import time
-from pathlib import Path
+# Two host devices, as the experiments, the CLI and the tests use (the attack splits its points over them).
+from ppl_uq.runs.setup import configure_process  # noqa: E402
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import torch
-from _util import matmul_peak
+configure_process(compilation_cache=False)
 
-from ppl_uq.data import make_spheres
-from ppl_uq.harness import as_predictor, evaluate_predictive, sphere_attack
-from ppl_uq.harness.attacks.sphere import _point_objective
-from ppl_uq.report import atomic_write_json
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _util import matmul_peak, xla_op_profile  # noqa: E402
+
+from ppl_uq.data import make_spheres  # noqa: E402
+from ppl_uq.harness import as_predictor, evaluate_predictive, sphere_attack  # noqa: E402
+from ppl_uq.harness.attacks._common import point_sharding  # noqa: E402
+from ppl_uq.harness.attacks.sphere import _build_batch_attack, _point_objective  # noqa: E402
+from ppl_uq.report import atomic_write_json  # noqa: E402
 
 FULL = {"num_draws": 1000, "dim": 500, "num_points": 1000, "steps": 300, "jensen_steps": 100}
 QUICK = {"num_draws": 100, "dim": 50, "num_points": 100, "steps": 50, "jensen_steps": 20}
@@ -262,6 +268,11 @@ def main(argv: list[str] | None = None) -> dict:
             torch_out[name] = run()
             torch_times[name].append(time.perf_counter() - start)
     torch_x, torch_best = torch_out["torch_eager_autograd"]
+    program = logits_fn.compiled(_build_batch_attack, margin=False, step_size=STEP_SIZE, max_steps=steps,
+                                 jensen_steps=jensen_steps, patience=None, tol=1e-4)
+    sharding, _ = point_sharding(len(x0))  # as sphere_attack lays the points out
+    program_inputs = (x0, target) if sharding is None else jax.device_put((x0, target), sharding)
+    per_op = xla_op_profile(run_jax, program.lower(*program_inputs).compile().as_text())
     run_jax(log_prob_fn)  # compile
     start = time.perf_counter()
     log_prob_result = run_jax(log_prob_fn)
@@ -313,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
             "point_steps_per_second_best": point_steps / min(jax_times),
             "fraction_of_peak": fraction_of_peak(jax_rate),
             "gflops": jax_rate * flops_per_point_step / 1e9,
+            "per_op_one_call": per_op,
             "threads": f"XLA CPU default (intra-op threads over {os.cpu_count()} cores)",
             "input": "logits_fn (S, N, 2), as Posterior.logits",
             "via_log_prob_fn": {

@@ -302,25 +302,3 @@ def test_a_posterior_is_attacked_like_any_log_prob_fn(tiny_spheres):
     assert metrics["accuracy"] == pytest.approx(reference["accuracy"])
     assert metrics["accuracy"] > 0.8
 
-
-def test_benchmark_against_torch_runs_quick(tmp_path):
-    """The JAX-vs-PyTorch benchmark script runs end to end at tiny size and its two sides agree."""
-    torch = pytest.importorskip("torch")
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sphere_attack_vs_torch.py"
-    spec = importlib.util.spec_from_file_location("sphere_attack_vs_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "bench.json"
-    threads = torch.get_num_threads()
-    try:
-        module.main(["--quick", "--repeats", "1", "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)
-    result = json.loads(out.read_text())
-    agreement = result["agreement"]
-    assert agreement["same_objective"] and agreement["direction_err_exact"] < 1e-4
-    assert result["jax"]["point_steps_per_second"] > 0 and result["torch"]["threads"] >= 1
