@@ -70,6 +70,13 @@ def test_a_posterior_keeps_one_predictor(points):
         as_predictor(posterior, x, min_classes=5)
     fn = posterior.log_prob_fn()
     assert as_predictor(fn, x) is not as_predictor(fn, x)  # a plain callable: a new Predictor each call
+    # A Posterior's predictor reads its logits (no log-softmax per call); they normalise to log_prob_fn's.
+    logits = np.asarray(first.log_prob_fn(x))
+    np.testing.assert_allclose(logits, np.asarray(posterior.logits(x)), rtol=1e-6, atol=1e-6)
+    normalised = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(normalised, np.asarray(fn(x)), rtol=1e-5, atol=1e-5)
+    chosen = np.asarray(first.draw_log_prob_fn(np.array([3, 0]), x))
+    np.testing.assert_allclose(chosen, logits[[3, 0]], rtol=1e-6, atol=1e-6)
 
 
 def test_scoring_a_posterior_again_compiles_nothing(points):
