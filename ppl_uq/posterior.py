@@ -224,9 +224,8 @@ class Posterior:
     def _log_prob_fn(self) -> Callable[[jax.Array], jax.Array]:
         # One function object per posterior, so the harness's compiled attacks (cached on the callable's
         # identity) are reused across calls.
-        draws = self._device_draws
-        logits_all = self._logits_all
-        return lambda x: jax.nn.log_softmax(logits_all(draws, x), axis=-1)
+        logits_fn = self._logits_fn
+        return lambda x: jax.nn.log_softmax(logits_fn(x), axis=-1)
 
     def logits_fn(self) -> Callable[[jax.Array], jax.Array]:
         """Return the pure function ``x -> (S, N, C)`` logits (draws closed over): ``log_prob_fn()`` without
@@ -260,14 +259,8 @@ class Posterior:
 
     @functools.cached_property
     def _draw_log_prob_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        draws = self._device_draws
-        logits_one = jax.vmap(self._one_draw_logits_fn(), in_axes=(0, None))
-
-        def log_probs_of_draws(indices: jax.Array, x: jax.Array) -> jax.Array:
-            chosen = {name: value[indices] for name, value in draws.items()}
-            return jax.nn.log_softmax(logits_one(chosen, x), axis=-1)
-
-        return log_probs_of_draws
+        draw_logits_fn = self._draw_logits_fn
+        return lambda indices, x: jax.nn.log_softmax(draw_logits_fn(indices, x), axis=-1)
 
     # -- resampling ---------------------------------------------------------------------------
     def redraw(self, rng_key: jax.Array) -> "Posterior":

@@ -235,23 +235,6 @@ def per_point(values: jax.Array, like: jax.Array) -> jax.Array:
     return values.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-__all__ = [
-    "AttackResult",
-    "CONVENTIONS",
-    "Predictor",
-    "as_predictor",
-    "attack_result_from_examples",
-    "check_batch_size",
-    "check_bounds",
-    "check_choice",
-    "check_inputs",
-    "check_positive",
-    "finish",
-    "flat_norm",
-    "per_point",
-]
-
-
 def point_sharding(num_points: int) -> tuple[Any, int]:
     """How a batch of ``num_points`` points is laid out over this process's devices.
 
@@ -268,3 +251,22 @@ def point_sharding(num_points: int) -> tuple[Any, int]:
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
     padded = -(-num_points // len(devices)) * len(devices)
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points")), padded
+
+
+__all__ = [
+    "AttackResult",
+    "CONVENTIONS",
+    "Predictor",
+    "as_predictor",
+    "attack_result_from_examples",
+    "check_batch_size",
+    "check_bounds",
+    "check_choice",
+    "check_inputs",
+    "check_positive",
+    "finish",
+    "flat_norm",
+    "per_point",
+    "point_sharding",
+]
+

@@ -89,7 +89,7 @@ def class_log_odds_and_gradient(scores: jax.Array, label: jax.Array) -> tuple[ja
         sign = jnp.where(label == 1, 1.0, -1.0)
         difference = columns[1] - columns[0]
         log_odds = sign * difference
-        return log_odds, jnp.stack(jnp.broadcast_arrays(-sign, sign), axis=-1) * jnp.ones_like(scores)
+        return log_odds, jnp.broadcast_to(jnp.stack([-sign, sign], axis=-1), scores.shape)
     own = sum(jnp.where(label == c, column, 0.0) for c, column in enumerate(columns))
     others = [jnp.where(label == c, -jnp.inf, column) for c, column in enumerate(columns)]
     top = others[0]
@@ -167,6 +167,23 @@ def ensemble_terms(log_odds: jax.Array) -> EnsembleTerms:
     )
 
 
+def ensemble_cotangent(scores: jax.Array, labels: jax.Array, weight: str) -> tuple[EnsembleTerms, jax.Array]:
+    """The ensemble terms of a batch and the cotangent of one ensemble surrogate, ``sum_s w_s m_s``.
+
+    Args:
+        scores: (k, B, C) per-draw scores.
+        labels: (B,) the class whose log-odds m enter.
+        weight: ``"exact"`` or ``"jensen"``, which of ``EnsembleTerms``' weights w to use.
+    Returns:
+        ``(terms, cotangent)``: the ``EnsembleTerms`` and the surrogate's gradient with respect to the
+        scores, (k, B, C) (sign +1: the caller flips it for an untargeted attack).
+    """
+    log_odds, direction = class_log_odds_and_gradient(scores, labels)
+    terms = ensemble_terms(log_odds)
+    chosen = terms.exact_weight if weight == "exact" else terms.jensen_weight
+    return terms, chosen[..., None] * direction
+
+
 def _check_objective(objective: str) -> None:
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -216,13 +233,12 @@ def batch_objective(objective: str, *, targeted: bool) -> BatchObjective:
     sign = 1.0 if targeted else -1.0
 
     def ensemble(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        log_odds, direction = class_log_odds_and_gradient(scores, labels)
-        terms = ensemble_terms(log_odds)
+        terms, cotangent = ensemble_cotangent(scores, labels, objective)
         if objective == "exact":
-            value, weight = terms.log_predictive, terms.exact_weight
+            value = terms.log_predictive
         else:
-            value, weight = jnp.mean(jax.nn.log_sigmoid(log_odds), axis=0), terms.jensen_weight
-        return sign * value, (sign * weight)[..., None] * direction
+            value = jnp.mean(jax.nn.log_sigmoid(class_log_odds(scores, labels)), axis=0)
+        return sign * value, sign * cotangent
 
     def mean_logits(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
         log_odds, direction = class_log_odds_and_gradient(jnp.mean(scores, axis=0), labels)

@@ -74,7 +74,7 @@ from ..predictive import (
     predictive_log_probs,
 )
 from ._common import AttackResult, check_inputs, finish, point_sharding
-from .objectives import batch_objective, class_log_odds_and_gradient, ensemble_terms, point_objective
+from .objectives import batch_objective, ensemble_cotangent, point_objective
 
 #: Each ``objective`` setting as (objective ascended for the first ``jensen_steps`` iterations, objective
 #: ascended after them, which also ranks points and drives early stopping), in the names of
@@ -140,11 +140,11 @@ def _phase_objectives(margin: bool, jensen: bool):
     if margin:
         return batch_objective(SCHEDULES["logit_margin"][1], targeted=True)
 
+    first_name, then_name = SCHEDULES["ensemble"]
+
     def objectives(scores: jax.Array, target: jax.Array):
-        log_odds, direction = class_log_odds_and_gradient(scores, target)
-        terms = ensemble_terms(log_odds)
-        weight = terms.jensen_weight if jensen else terms.exact_weight
-        return terms.log_predictive, weight[..., None] * direction
+        terms, cotangent = ensemble_cotangent(scores, target, first_name if jensen else then_name)
+        return terms.log_predictive, cotangent
 
     return objectives
 
