@@ -18,9 +18,10 @@ The file (``Posterior.save``): the groups of ``to_inference_data()`` (``posterio
 ``observed_data`` (y), ``loss_trace``), plus ``constant_data`` (x, the inputs the posterior was fitted
 to, which ``redraw`` refits on) and ``ppl_uq_arrays`` (arrays found in the options, info or the model's
 hyper-parameters); the root attributes hold ``ppl_uq_format``, ``method``, ``kind`` and, as JSON,
-``options``, ``cost``, ``info`` and ``model`` (the identity of a zoo model, ``ppl_uq.models.registry``,
-or null). In the JSON an array is ``{"__ndarray__": name}`` (a variable of ``ppl_uq_arrays``; a NumPy
-scalar is ``{"__npscalar__": name}``), a tuple ``{"__tuple__": [...]}`` and a non-finite float
+``options``, ``cost``, ``info``, ``model`` (the identity of a zoo model, ``ppl_uq.models.registry``,
+or null) and ``deterministic_sites`` (the names of the posterior group's deterministic sites). In the
+JSON an array is ``{"__ndarray__": name}`` (a variable of ``ppl_uq_arrays``; a NumPy scalar is
+``{"__npscalar__": name}``), a tuple ``{"__tuple__": [...]}`` and a non-finite float
 ``{"__float__": "nan" | "inf" | "-inf"}``, so everything comes back with its type and bits.
 """
 
@@ -69,7 +70,10 @@ def backend_kind(method: str) -> str | None:
 
 
 def _model_logits_fn(model: Callable[..., Any]) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
-    """Return ``f(params, x) -> logits (N, C)`` for one parameter draw, read from the ``logits`` site."""
+    """Return ``f(params, x) -> logits (N, C)`` for one parameter draw, read from the ``logits`` site.
+
+    A binary classifier that records logits of shape (N,) (a ``Bernoulli(logits=...)`` likelihood) gets
+    the two classes ``[0, logit]``: (N, 2), whose softmax is (1 - sigmoid, sigmoid)."""
     from numpyro import handlers
 
     numpyro_model = numpyro_handle().bind(model)
@@ -78,10 +82,53 @@ def _model_logits_fn(model: Callable[..., Any]) -> Callable[[Mapping[str, jax.Ar
         conditioned = handlers.substitute(handlers.seed(numpyro_model, rng_seed=0), data=params)
         model_trace = handlers.trace(conditioned).get_trace(x)
         if "logits" not in model_trace:
-            raise ValueError("this model records no 'logits' site, so it has no class probabilities")
-        return model_trace["logits"]["value"]
+            raise ValueError(
+                "this model records no 'logits' site, so it has no class probabilities: the classification "
+                "harness needs a classifier that records ppl.deterministic('logits', ...) of shape (N, C) or (N,)"
+            )
+        logits = model_trace["logits"]["value"]
+        if logits.ndim == 1:
+            return jnp.stack([jnp.zeros_like(logits), logits], axis=-1)
+        return logits
 
     return logits_of_one_draw
+
+
+def deterministic_site_names(model: Callable[..., Any], x: Any, y: Any) -> tuple[str, ...]:
+    """The model's deterministic sites other than ``logits``, in model order (an abstract trace on ``(x, y)``)."""
+    from numpyro import handlers
+
+    names: list[str] = []
+
+    def run(x_: Any, y_: Any) -> int:
+        model_trace = handlers.trace(handlers.seed(numpyro_handle().bind(model), rng_seed=0)).get_trace(x_, y_)
+        names.extend(name for name, site in model_trace.items() if site["type"] == "deterministic" and name != "logits")
+        return 0
+
+    jax.eval_shape(run, x, y)
+    return tuple(names)
+
+
+def deterministic_draws(model: Callable[..., Any], x: Any, y: Any, draws: Mapping[str, np.ndarray],
+                        names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The deterministic sites ``names`` computed for every draw: name -> (chain, draw, *site_shape).
+
+    ``draws`` are the latent sites, (chain, draw, ...). The model runs on the data ``(x, y)`` the draws
+    were fitted to, 32 draws at a time in one compiled program (only the requested sites are computed)."""
+    from numpyro import handlers
+
+    nmodel = numpyro_handle().bind(model)
+    leading = next(iter(draws.values())).shape[:2]
+    flat = {name: jnp.asarray(value.reshape((-1,) + value.shape[2:])) for name, value in draws.items()}
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def one(params: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        conditioned = handlers.substitute(handlers.seed(nmodel, rng_seed=0), data=params)
+        model_trace = handlers.trace(conditioned).get_trace(x, y)
+        return {name: model_trace[name]["value"] for name in names}
+
+    values = jax.jit(lambda d: jax.lax.map(one, d, batch_size=32))(flat)
+    return {name: np.asarray(value).reshape(leading + value.shape[1:]) for name, value in values.items()}
 
 
 class Posterior:
@@ -102,6 +149,11 @@ class Posterior:
             changes prediction: ``linearize_at`` (site -> array), when present, makes the logits of every
             draw those of the model linearised at that point (the GLM predictive of Laplace).
         observed: the data ``(x, y)`` the posterior was fitted to (what ``refit`` fits again), or None.
+        deterministic_sites: the names in ``draws`` that are the model's deterministic sites (other than
+            ``logits``), each computed from the latent sites of the same draw. When not given and
+            ``observed`` is, they are found by tracing the model on the data and computed for every
+            draw (ArviZ's posterior group then shows them, as NumPyro's MCMC does); prediction
+            substitutes only the latent sites.
 
     ``redraw_fn(key) -> Posterior``, when given, is how ``redraw`` makes an independent posterior
     (e.g. fresh draws from the same fitted q); without it ``redraw`` refits (``refit``).
@@ -121,6 +173,7 @@ class Posterior:
         observed: tuple[Any, Any] | None = None,
         redraw_fn: Callable[[jax.Array], "Posterior"] | None = None,
         kind: str | None = None,
+        deterministic_sites: tuple[str, ...] | list[str] | None = None,
     ) -> None:
         if not draws:
             raise ValueError("a Posterior needs at least one latent site")
@@ -135,6 +188,17 @@ class Posterior:
         self.kind = kind
         self.model = model
         self.draws = {name: np.asarray(value) for name, value in draws.items()}
+        if deterministic_sites is None:
+            deterministic_sites = ()
+            if observed is not None:  # computed from the latent draws (any given values are replaced)
+                deterministic_sites = deterministic_site_names(model, observed[0], observed[1])
+                latent = {name: value for name, value in self.draws.items() if name not in deterministic_sites}
+                if deterministic_sites:
+                    self.draws = {**latent, **deterministic_draws(model, observed[0], observed[1], latent, deterministic_sites)}
+        missing = [name for name in deterministic_sites if name not in self.draws]
+        if missing:
+            raise ValueError(f"deterministic_sites names {missing}, which are not in draws")
+        self.deterministic_sites = tuple(deterministic_sites)
         self.options = dict(options)
         self.sample_stats = {k: np.asarray(v) for k, v in (sample_stats or {}).items()}
         self.loss_trace = None if loss_trace is None else np.asarray(loss_trace)
@@ -167,8 +231,13 @@ class Posterior:
         return self.num_chains * self.num_draws
 
     def flat_draws(self) -> dict[str, np.ndarray]:
-        """Site name -> array (S, *site_shape), chains concatenated."""
+        """Site name -> array (S, *site_shape), chains concatenated (latent and deterministic sites)."""
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.draws.items()}
+
+    @property
+    def latent_sites(self) -> tuple[str, ...]:
+        """The names in ``draws`` that are latent sample sites (``draws`` less ``deterministic_sites``)."""
+        return tuple(name for name in self.draws if name not in self.deterministic_sites)
 
     # -- prediction ---------------------------------------------------------------------------
     def _one_draw_logits_fn(self) -> Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]:
@@ -199,7 +268,8 @@ class Posterior:
         # may first be called inside someone's jit, and an array made there would leak as a tracer).
         if self._device_draws_cache is None:
             with jax.ensure_compile_time_eval():
-                self._device_draws_cache = {k: jax.device_put(v) for k, v in self.flat_draws().items()}
+                latent = self.latent_sites
+                self._device_draws_cache = {k: jax.device_put(v) for k, v in self.flat_draws().items() if k in latent}
         return self._device_draws_cache
 
     def logits(self, x: Any) -> jax.Array:
@@ -297,33 +367,80 @@ class Posterior:
         """True when the draws come from Markov chains (``kind == "mcmc"``: R-hat / ESS / divergences apply)."""
         return self.kind == "mcmc"
 
-    def diagnostics(self) -> dict[str, float]:
-        """Convergence summary over all latent coordinates.
+    def diagnostics(self) -> dict[str, Any]:
+        """The diagnostics that mean something for this posterior's kind (computed once; a fresh copy each call).
 
-        Returns ``rhat_max`` (NaN with one chain), ``ess_bulk_min``, ``ess_tail_min`` (NaN with fewer
-        than 4 draws per chain) and
-        ``divergences`` (total count, 0 when the method has none). Computed once per Posterior (the
-        draws never change); each call returns a fresh copy.
+        - ``"mcmc"``: ``rhat_max`` (NaN with one chain), ``ess_bulk_min``, ``ess_tail_min`` (NaN with
+          fewer than 4 draws per chain) and ``divergences`` (total count).
+        - ``"optimisation"``, ``"variational"``, ``"ensemble"``: the optimiser's record, where the backend
+          keeps it: ``converged`` (the backend's rule, see ``ppl_uq.gates``), ``grad_norm``,
+          ``final_loss``, ``relative_improvement`` (loss fall from the start over |start loss|),
+          ``loss_trend_t`` (t statistic of the slope over the second half of the trace; below -3 the
+          loss is still falling) and ``pareto_k`` (PSIS k-hat of the draws' importance weights p/q, for
+          approximations with a density; above 0.7 the approximation is unreliable).
+        - ``"ensemble"`` also: ``num_members``, ``distinct_members`` (the number of groups of members
+          that agree in every coordinate to 1e-3 of its scale (max(|value|, 1): an optimiser's tolerance))
+          and ``member_spread`` (the largest sd across members of any latent coordinate); an ensemble of identical members is one point.
+        - no kind (a hand-made posterior): ``num_samples`` only.
         """
         return dict(self._diagnostics)
 
     @functools.cached_property
-    def _diagnostics(self) -> dict[str, float]:
+    def _diagnostics(self) -> dict[str, Any]:
+        if self.kind == "mcmc":
+            return self._mcmc_diagnostics()
+        if self.kind is None:
+            return {"num_samples": self.num_samples}
+        out: dict[str, Any] = {}
+        for name in ("converged", "grad_norm", "final_loss", "relative_improvement", "loss_trend_t", "pareto_k"):
+            value = self.info.get(name)
+            if name == "converged" and "all_converged" in self.info:
+                value = self.info["all_converged"]
+            if name == "grad_norm" and value is None:
+                value = self.info.get("grad_norm_max")
+            if name == "final_loss" and value is None:
+                value = self.info.get("loss")
+            if value is not None:
+                out[name] = bool(value) if name == "converged" else float(value)
+        if self.kind == "ensemble":
+            out.update(self._member_diversity())
+        return out
+
+    def _mcmc_diagnostics(self) -> dict[str, float]:
         divergences = int(np.sum(self.sample_stats.get("diverging", 0)))
-        if self.num_draws < 4:  # a point estimate or a handful of draws: no ESS / R-hat to speak of
+        if self.num_draws < 4:  # a handful of draws: no ESS / R-hat to speak of
             nan = float("nan")
             return {"ess_bulk_min": nan, "ess_tail_min": nan, "divergences": divergences, "rhat_max": nan}
+        import warnings
+
         az = import_arviz()
         idata = self.to_inference_data()
-        ess_bulk = az.ess(idata, method="bulk")
-        ess_tail = az.ess(idata, method="tail")
+        with warnings.catch_warnings():  # constant coordinates: 0/0 inside ArviZ, left out below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ess_bulk = az.ess(idata, method="bulk")
+            ess_tail = az.ess(idata, method="tail")
+            rhat = az.rhat(idata) if self.num_chains > 1 else None
         out = {
             "ess_bulk_min": _min_over_dataset(ess_bulk),
             "ess_tail_min": _min_over_dataset(ess_tail),
             "divergences": divergences,
         }
-        out["rhat_max"] = _max_over_dataset(az.rhat(idata)) if self.num_chains > 1 else float("nan")
+        out["rhat_max"] = _max_over_dataset(rhat) if rhat is not None else float("nan")
         return out
+
+    def _member_diversity(self) -> dict[str, Any]:
+        """``num_members``, ``distinct_members`` and ``member_spread`` of an ensemble's latent draws."""
+        flat = self.flat_draws()
+        members = np.concatenate(
+            [flat[name].reshape(self.num_samples, -1).astype(np.float64) for name in self.latent_sites], axis=1)
+        scale = np.maximum(np.max(np.abs(members), axis=0), 1.0)
+        representatives: list[np.ndarray] = []  # one member per group of (numerically) identical members
+        for row in members:
+            if not any(np.max(np.abs(row - other) / scale) <= 1e-3 for other in representatives):
+                representatives.append(row)
+        distinct = len(representatives)
+        spread = float(np.max(np.std(members, axis=0))) if members.shape[0] > 1 else 0.0
+        return {"num_members": int(members.shape[0]), "distinct_members": distinct, "member_spread": spread}
 
     def to_inference_data(self) -> Any:
         """ArviZ InferenceData with groups ``posterior``, ``sample_stats`` (when the backend has any),
@@ -385,6 +502,7 @@ class Posterior:
         attrs["model"] = _dump_json(model_identity(self.model), arrays, "model")
         attrs["model_description"] = describe_model(self.model)
         attrs["loss_trace_ndim"] = -1 if self.loss_trace is None else self.loss_trace.ndim
+        attrs["deterministic_sites"] = json.dumps(list(self.deterministic_sites))
         idata = self.to_inference_data()
         groups = {name: idata[name] for name in idata.groups()}
         if self.observed is not None:
@@ -438,6 +556,7 @@ def load_posterior(path: str | os.PathLike[str], model: Callable[..., Any] | Non
         cost=meta["cost"],
         info=meta["info"],
         observed=observed,
+        deterministic_sites=tuple(json.loads(str(attrs.get("deterministic_sites", "[]")))),
     )
 
 
@@ -582,11 +701,18 @@ def import_arviz() -> Any:
     return arviz
 
 
+def _finite_values(dataset: Any) -> np.ndarray:
+    """Every finite entry of every variable of ``dataset``. A coordinate that is constant across all draws
+    (an LKJ Cholesky factor's fixed [0, 0] = 1, a pinned site) has NaN R-hat and ESS: it is left out."""
+    values = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in dataset.data_vars.values()])
+    return values[np.isfinite(values)]
+
+
 def _min_over_dataset(dataset: Any) -> float:
-    values = [np.min(np.asarray(v)) for v in dataset.data_vars.values()]
-    return float(np.min(values))
+    values = _finite_values(dataset)
+    return float(np.min(values)) if values.size else float("nan")
 
 
 def _max_over_dataset(dataset: Any) -> float:
-    values = [np.max(np.asarray(v)) for v in dataset.data_vars.values()]
-    return float(np.max(values))
+    values = _finite_values(dataset)
+    return float(np.max(values)) if values.size else float("nan")

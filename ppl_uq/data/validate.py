@@ -8,6 +8,22 @@ from typing import Any
 import numpy as np
 
 
+def as_python_scalar(value: Any) -> Any:
+    """A NumPy scalar or a 0-d NumPy/JAX array as the Python int or float it holds (bools stay bools);
+    anything else unchanged. So ``np.int64(10)`` and ``jnp.float32(0.1)`` pass the checks below."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, np.generic) or (hasattr(value, "shape") and hasattr(value, "dtype") and np.shape(value) == ()):
+        scalar = np.asarray(value)[()]
+        if isinstance(scalar, np.bool_):
+            return bool(scalar)
+        if isinstance(scalar, np.integer):
+            return int(scalar)
+        if isinstance(scalar, np.floating):
+            return float(scalar)
+    return value
+
+
 def as_finite_array(value: Any, name: str, *, min_ndim: int = 1) -> np.ndarray:
     """Return ``value`` as a NumPy array, or raise if it is non-numeric, too low-rank, empty or non-finite."""
     array = np.asarray(value)
@@ -74,6 +90,7 @@ def check_bounds(bounds: Any, x: np.ndarray) -> tuple[float, float] | None:
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: bool = False) -> Any:
     """Return ``value`` (a float, or an int when ``integer``) if it is > 0 (>= 0 with ``allow_zero``), else raise."""
+    value = as_python_scalar(value)
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and np.isfinite(value)
     ok = ok and (value >= 0 if allow_zero else value > 0)
@@ -89,3 +106,25 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def check_rng_key(rng_key: Any, name: str = "rng_key") -> Any:
+    """``rng_key`` if it is one JAX PRNG key (a typed key of shape (), or a raw uint32 key of shape (2,));
+    ``ValueError`` saying what was given otherwise (None, a batch of keys, an integer seed)."""
+    if rng_key is None:
+        raise ValueError(f"{name} is required: pass jax.random.key(seed) (keys are threaded explicitly)")
+    import jax
+
+    try:
+        array = jax.numpy.asarray(rng_key) if not isinstance(rng_key, jax.Array) else rng_key
+    except TypeError:
+        raise ValueError(f"{name} must be one JAX PRNG key (jax.random.key(0)), got {type(rng_key).__name__}") from None
+    if jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+        if array.shape != ():
+            raise ValueError(f"{name} must be one key, got a batch of keys of shape {array.shape}; "
+                             "pass one of them (keys[0]) or jax.random.key(seed)")
+        return array
+    if array.shape == (2,) and array.dtype == np.uint32:
+        return array
+    raise ValueError(f"{name} must be one JAX PRNG key (jax.random.key(0)), got {type(rng_key).__name__} "
+                     f"of shape {tuple(array.shape)} and dtype {array.dtype}")

@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from ..data.validate import as_finite_array, check_bounds, check_positive
+from ..data.validate import as_finite_array, check_bounds, check_positive, check_rng_key
 
 BLUR_MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
 
@@ -75,6 +75,7 @@ def gaussian_noise(rng_key: jax.Array, x: Any, sd: float, bounds: tuple[float, f
         float32 array, the shape of ``x``.
     """
     sd = check_positive("sd", sd, allow_zero=True)
+    rng_key = check_rng_key(rng_key)
     image, (lo, hi) = _check_bounded(as_finite_array(x, "x", min_ndim=2), bounds)
     if sd == 0:
         return image

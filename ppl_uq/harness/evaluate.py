@@ -19,6 +19,7 @@ from typing import Any, Mapping, NamedTuple
 import jax
 import numpy as np
 
+from ..data.validate import as_python_scalar
 from ..gates import posterior_gate_flags
 from .attacks import deepfool, lbfgs_attack, min_norm_attack, pgd, sanity_checks
 from .attacks._common import CONVENTIONS, AttackResult, as_predictor
@@ -74,7 +75,8 @@ class Suite:
         if self.image_shape is not None and self.bounds is None:
             raise ValueError("image_shape needs bounds (the pixel range the corruptions clip to)")
         for name in ("steps", "num_bins", "batch_size"):
-            value = getattr(self, name)
+            value = as_python_scalar(getattr(self, name))
+            object.__setattr__(self, name, value)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name, value in (("bounds", self.bounds), ("image_shape", self.image_shape)):

@@ -67,7 +67,16 @@ def _normalised(log_probs: Any) -> jax.Array:
                          f"{log_probs.shape}")
     if not jnp.issubdtype(log_probs.dtype, jnp.floating):
         raise TypeError(f"log_probs must be a floating-point array, got dtype {log_probs.dtype}")
+    if not isinstance(log_probs, jax.core.Tracer):  # a concrete array: check it here (traced: the caller does)
+        bad = int(jnp.sum(_invalid(log_probs)))
+        if bad:
+            raise FloatingPointError(f"log_probs holds {bad} NaN or +inf value(s); a log-probability is finite or -inf")
     return jax.nn.log_softmax(log_probs, axis=-1)
+
+
+def _invalid(log_probs: jax.Array) -> jax.Array:
+    """True where a log-probability is NaN or +inf (-inf, probability 0, is valid)."""
+    return jnp.isnan(log_probs) | (log_probs == jnp.inf)
 
 
 def _entropy_from_log(log_p: jax.Array) -> jax.Array:
@@ -150,6 +159,11 @@ def all_measures(log_probs: Any) -> dict[str, jax.Array]:
     }
 
 
+def _measures_and_validity(log_probs: jax.Array) -> dict[str, jax.Array]:
+    """``all_measures`` plus ``invalid`` (N,): whether any draw's log-probabilities are NaN or +inf there."""
+    return {**all_measures(log_probs), "invalid": jnp.any(_invalid(log_probs), axis=(0, 2))}
+
+
 def uncertainty_measures(log_prob_fn: Any, x: Any, *, batch_size: int = 1000) -> dict[str, np.ndarray]:
     """Every measure of ``MEASURES`` for every point of ``x``, ``batch_size`` points at a time.
 
@@ -164,18 +178,24 @@ def uncertainty_measures(log_prob_fn: Any, x: Any, *, batch_size: int = 1000) ->
     Returns:
         dict measure name -> float32 NumPy array (N,), in the order of ``MEASURES``.
     Raises:
-        FloatingPointError: when any measure is NaN (the model returned NaN log-probabilities).
+        FloatingPointError: when log_prob_fn returns NaN or +inf at any point, or any measure is NaN.
     """
     x = check_points(x)
     batch_size = check_batch_size(batch_size)
     predictor = as_predictor(log_prob_fn, x, min_classes=1)  # raises unless it maps x to (S, N, C)
     size = min(batch_size, x.shape[0])
-    compute = predictor.reduction(all_measures)
+    compute = predictor.reduction(_measures_and_validity)
     out = {name: np.empty(x.shape[0], np.float32) for name in MEASURES}
+    invalid = 0
     for start, stop in batches(x.shape[0], size):
         values = compute(pad_rows(x[start:stop], size))
         for name in MEASURES:
             out[name][start:stop] = np.asarray(values[name])[: stop - start]
+        invalid += int(np.sum(np.asarray(values["invalid"])[: stop - start]))
+    if invalid:
+        raise FloatingPointError(
+            f"log_prob_fn returned NaN or +inf log-probabilities at {invalid} point(s); no uncertainty measure is "
+            "defined there (the posterior's draws or the inputs are broken)")
     for name, values in out.items():
         if np.isnan(values).any():
             raise FloatingPointError(

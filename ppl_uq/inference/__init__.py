@@ -17,11 +17,12 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from ..data.validate import check_dataset, check_labels
+from ..data.validate import check_rng_key
 from ..posterior import Posterior
-from ._common import model_num_classes
 from ._optim import ConvergenceWarning
 from ._options import resolve_options
+from ._signature import ModelSignature, model_signature
+from ._signature import prepare_data as _prepare_data
 
 BACKENDS: dict[str, str] = {
     "map": "ppl_uq.inference.map",
@@ -55,26 +56,16 @@ def default_options(name: str) -> dict[str, Any]:
     return dict(backend_module(name).DEFAULTS)
 
 
-def _check_rng_key(rng_key: Any) -> jax.Array:
-    if rng_key is None:
-        raise ValueError("rng_key is required: pass jax.random.key(seed) (keys are threaded explicitly)")
-    array = jax.numpy.asarray(rng_key) if not isinstance(rng_key, jax.Array) else rng_key
-    if jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
-        return array
-    if array.shape == (2,) and array.dtype == np.uint32:
-        return array
-    raise ValueError(f"rng_key must be a JAX PRNG key (jax.random.key(0)), got {rng_key!r}")
-
-
 def prepare_data(model: Callable[..., Any], data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate ``data`` for ``model``: finite arrays of matching length, and for classifiers, labels
-    that are integers in [0, C). Returns ``(x, y)`` as NumPy arrays (y int32 for classifiers)."""
-    x, y = check_dataset(data)
-    num_classes = model_num_classes(model, x)
-    if num_classes is not None:
-        y = check_labels(y, num_classes)
-    elif not np.issubdtype(y.dtype, np.floating):
-        y = y.astype(np.float32)
+    """Validate ``data`` for ``model`` and return ``(x, y)`` as NumPy arrays.
+
+    The model is traced abstractly on the full data (``model_signature``): x must fit it (its first
+    axis indexes the data points), y must have the likelihood's shape and lie in its support. y's dtype
+    follows the likelihood: int32 class indices for a classifier with (N, C) logits, float32 0/1 for a
+    binary classifier with (N,) logits or a Bernoulli likelihood, int32 for other discrete likelihoods,
+    float32 for continuous ones. ``x`` may be None for a model without inputs: it gets x of shape (N, 0).
+    """
+    x, y, _ = _prepare_data(model, data)
     return x, y
 
 
@@ -99,8 +90,13 @@ def fit(backend: str, model: Callable[..., Any], data: Any, *, rng_key: jax.Arra
     module = backend_module(backend)
     resolved = resolve_options(backend, module.DEFAULTS, options)
     module.check_options(resolved)
-    rng_key = _check_rng_key(rng_key)
-    x, y = prepare_data(model, data)
+    rng_key = check_rng_key(rng_key)
+    x, y, signature = _prepare_data(model, data)
+    discrete = [name for name, (_, is_discrete) in signature.latent.items() if is_discrete]
+    if discrete:
+        raise ValueError(
+            f"backend {backend!r} needs continuous latent sites, but {discrete} are discrete; no backend here samples "
+            "or optimises discrete latents: marginalise them out in the model (e.g. a mixture likelihood)")
     say = _progress_printer(backend, progress)
     say(f"fitting {x.shape[0]} points, options {options or 'defaults'}")
     posterior = module.fit(model, x, y, rng_key=rng_key, options=resolved, progress=say)
@@ -123,4 +119,7 @@ def _progress_printer(backend: str, progress: bool | None) -> Callable[[str], No
     return say
 
 
-__all__ = ["BACKENDS", "ConvergenceWarning", "Posterior", "backend_module", "backends", "default_options", "fit", "prepare_data"]
+__all__ = [
+    "BACKENDS", "ConvergenceWarning", "ModelSignature", "Posterior", "backend_module", "backends", "default_options",
+    "fit", "model_signature", "prepare_data",
+]

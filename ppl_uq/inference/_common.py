@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
@@ -45,7 +44,7 @@ def flat_potential(
 ) -> FlatPotential:
     """Build the flat unconstrained potential of ``model`` on data ``(x, y)``."""
     nmodel = numpyro_model(model)
-    model_info = initialize_model(rng_key, nmodel, model_args=(x, y), init_strategy=init_strategy)
+    model_info = initialize(rng_key, nmodel, x, y, init_strategy)
     init_flat, unravel = ravel_pytree(model_info.param_info.z)
     potential_fn = model_info.potential_fn
 
@@ -58,22 +57,25 @@ def flat_potential(
     return FlatPotential(init_flat, potential, unravel, constrain)
 
 
+def initialize(rng_key: jax.Array, nmodel: Callable[..., Any], x: Any, y: Any, init_strategy: Callable[..., Any]) -> Any:
+    """NumPyro's ``initialize_model`` on data ``(x, y)`` (``rng_key`` may be a batch of keys, one per
+    chain); its bare "Cannot find valid initial parameters" becomes a ``ValueError`` that says what to check."""
+    try:
+        return initialize_model(rng_key, nmodel, model_args=(x, y), init_strategy=init_strategy)
+    except RuntimeError as exc:
+        if "valid initial parameters" not in str(exc):
+            raise
+        raise ValueError(
+            "the model's log density is not finite at any of the starting points tried (draws from the prior "
+            "and their median): check that the priors' scales are moderate (a scale of 1e30 overflows float32 "
+            "in the likelihood), that y lies in the likelihood's support, and that x holds no extreme values"
+        ) from exc
+
+
 def constrain_batch(flat: FlatPotential, z: jax.Array) -> dict[str, np.ndarray]:
     """Map flat unconstrained vectors (S, P) to constrained draws shaped (1, S, ...)."""
     draws = jax.jit(jax.vmap(flat.constrain))(z)
     return {name: np.asarray(value)[None] for name, value in draws.items()}
-
-
-def model_num_classes(model: Callable[..., Any], x: Any) -> int | None:
-    """The number of classes C of a classifier (its ``logits`` site is (N, C)), or None for a model
-    without a ``logits`` site. Runs the model once, from the prior, on the first two rows of ``x``."""
-    from numpyro import handlers
-
-    nmodel = numpyro_model(model)
-    model_trace = handlers.trace(handlers.seed(nmodel, rng_seed=0)).get_trace(jnp.asarray(x[:2]))
-    if "logits" not in model_trace:
-        return None
-    return int(model_trace["logits"]["value"].shape[-1])
 
 
 @contextmanager
@@ -87,12 +89,16 @@ def stopwatch(cost: dict[str, float], key: str) -> Iterator[None]:
 
 
 def latent_site_names(model: Callable[..., Any], x: Any, y: Any) -> list[str]:
-    """Names of the model's latent (unobserved) sample sites, in model order."""
+    """Names of the model's latent (unobserved) sample sites, in model order. Traces the model
+    abstractly (``jax.eval_shape``) on the full data: nothing is computed and nothing is sliced."""
     from numpyro import handlers
 
-    model_trace = handlers.trace(handlers.seed(numpyro_model(model), rng_seed=0)).get_trace(x, y)
-    return [
-        name
-        for name, site in model_trace.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    ]
+    names: list[str] = []
+
+    def run(x_: Any, y_: Any) -> int:
+        model_trace = handlers.trace(handlers.seed(numpyro_model(model), rng_seed=0)).get_trace(x_, y_)
+        names.extend(name for name, site in model_trace.items() if site["type"] == "sample" and not site["is_observed"])
+        return 0
+
+    jax.eval_shape(run, x, y)
+    return names

@@ -243,7 +243,9 @@ def ensemble_posterior(method: str, model: Callable[..., Any], draws: dict[str, 
     """The Posterior of an ensemble of L-BFGS fits (``bootstrap``, ``deep-ensemble``): draws (1, M, ...),
     per-member ``sample_stats`` and loss traces (M, steps); ``kind`` is the calling backend's ``KIND``."""
     from ..posterior import Posterior
+    from ._degenerate import flag_degenerate
 
+    info = {**info, **flag_degenerate(method, model, x, y, draws)}
     return Posterior(
         method=method,
         kind=kind,

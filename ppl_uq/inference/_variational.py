@@ -14,9 +14,10 @@ noisy steps (measured: 20k steps, final loss 283 with clip 10, 298 with 100, 729
 that is active at every step biases q, though: on a small linear regression (gradient noise ~10)
 clip 10 inflated the posterior sds by ~10%, clip 100 left them exact.
 
-Convergence (reported, not enforced): ``info["converged"]`` is True when the mean loss of the last 10%
-of steps is not lower than the mean of the 10% before by more than 3 standard errors of that difference
-(``info["loss_drift"]`` and ``info["loss_drift_se"]`` give the two numbers).
+Convergence (reported, not enforced): ``info["converged"]`` is True when the whole loss trace passes three
+rules (``loss_convergence``): the last 10% of steps are not below the 10% before (a plateau), the second
+half shows no steady fall larger than the loss's noise (a trend), and the loss fell from its start (it
+left its initialisation). ``info["convergence_reason"]`` names the rule that failed.
 
 Minibatch (option ``batch_size`` = B): every observed site's log-likelihood is scaled by N/B (the
 effect handler ``WeightObserved``, so the ELBO of a batch is an unbiased estimate of the full one; the
@@ -196,18 +197,52 @@ def _compiled_loop(svi: SVI, num_steps: int, divergence_ratio: float) -> Callabl
 
 
 def loss_convergence(losses: np.ndarray) -> dict[str, Any]:
-    """Compare the mean loss of the last 10% of steps with the 10% before (see the module docstring).
+    """Judge a stochastic loss trace (``losses`` (steps,)) by three rules; it has converged when all pass:
 
-    Returns ``converged`` (bool), ``loss_drift`` (earlier mean minus later mean) and ``loss_drift_se``.
+    1. plateau: the mean of the last 10% of steps is not below the mean of the 10% before by more than
+       3 standard errors (``loss_drift``, ``loss_drift_se``);
+    2. trend: over the second half of the trace, the least-squares slope is not significantly negative
+       (t statistic ``loss_trend_t`` >= -3) or the fall it predicts over that half is smaller than the
+       loss's own noise (the residual sd): a loss still falling steadily has not converged, even when
+       two adjacent windows cannot tell;
+    3. moved: the fall from the first 10% of steps to the last 10% exceeds 3 standard errors: a fit that
+       never left its initialisation has not converged, however flat its end.
+
+    Returns ``converged`` (bool), ``convergence_reason`` (the first failed rule in words, "" when it
+    converged), ``loss_drift``, ``loss_drift_se``, ``loss_trend_t``, ``relative_improvement`` ((first
+    mean - last mean) / |first mean|) and ``final_loss`` (the mean of the last 10%).
     """
     losses = np.asarray(losses, dtype=np.float64)
     window = max(len(losses) // 10, 2)
-    if len(losses) < 2 * window:
-        return {"converged": False, "loss_drift": float("nan"), "loss_drift_se": float("nan")}
-    last, before = losses[-window:], losses[-2 * window : -window]
+    if len(losses) < 2 * window or len(losses) < 8:
+        nan = float("nan")
+        return {"converged": False, "convergence_reason": f"only {len(losses)} loss values: too few to judge",
+                "loss_drift": nan, "loss_drift_se": nan, "loss_trend_t": nan, "relative_improvement": nan,
+                "final_loss": float(losses[-1]) if len(losses) else nan}
+    first, last, before = losses[:window], losses[-window:], losses[-2 * window : -window]
     drift = float(np.mean(before) - np.mean(last))
     se = float(np.sqrt(np.var(before, ddof=1) / window + np.var(last, ddof=1) / window))
-    return {"converged": bool(drift <= 3.0 * se), "loss_drift": drift, "loss_drift_se": se}
+    half = losses[len(losses) // 2 :]
+    steps = np.arange(half.size, dtype=np.float64)
+    slope, intercept = np.polyfit(steps, half, 1)
+    residual = half - (slope * steps + intercept)
+    noise = float(np.sqrt(np.sum(residual**2) / max(half.size - 2, 1)))
+    slope_se = noise / float(np.sqrt(np.sum((steps - steps.mean()) ** 2)))
+    trend_t = float(slope / slope_se) if slope_se > 0 else (0.0 if slope == 0 else float(-np.inf * np.sign(-slope)))
+    fall = float(np.mean(first) - np.mean(last))
+    fall_se = float(np.sqrt(np.var(first, ddof=1) / window + np.var(last, ddof=1) / window))
+    reason = ""
+    if drift > 3.0 * se:
+        reason = f"loss still falling at the end (last 10% below the 10% before by {drift:.3g}, {drift / max(se, 1e-300):.1f} se)"
+    elif trend_t < -3.0 and -slope * half.size > noise:
+        reason = (f"loss still falling over the second half (slope t = {trend_t:.1f}, a fall of {-slope * half.size:.3g} "
+                  f"against noise sd {noise:.3g})")
+    elif fall <= 3.0 * fall_se:
+        reason = (f"loss never fell below its start (fall {fall:.3g}, {fall / max(fall_se, 1e-300):.1f} se): "
+                  "the fit did not leave its initialisation")
+    return {"converged": not reason, "convergence_reason": reason, "loss_drift": drift, "loss_drift_se": se,
+            "loss_trend_t": trend_t, "relative_improvement": fall / max(abs(float(np.mean(first))), 1e-300),
+            "final_loss": float(np.mean(last))}
 
 
 def optimize(

@@ -25,6 +25,7 @@ from numpyro.infer.util import potential_energy
 
 from ..posterior import Posterior
 from ._common import constrain_batch, flat_potential, numpyro_model, stopwatch
+from ._degenerate import flag_degenerate
 from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
@@ -138,7 +139,8 @@ def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, r
         joint, result = train_point_estimates(model, x, y, rng_key=rng_key, options=options, cost=cost,
                                               num_members=options["num_members"], member_weights=resample_counts, say=say)
         draws = constrained_draws(joint, result.params)
-    info = {**minibatch_info(result, options), "num_members": options["num_members"]}
+    info = {**minibatch_info(result, options), "num_members": options["num_members"],
+            **flag_degenerate("bootstrap", model, x, y, draws)}
     cost["grad_evals"] = float(result.num_steps * options["num_members"])
     return Posterior(method="bootstrap", kind=KIND, model=model, draws=draws, options=options,
                      loss_trace=result.epoch_loss, cost=cost, info=info, observed=(x, y))

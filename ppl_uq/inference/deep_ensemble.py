@@ -25,6 +25,7 @@ from numpyro.infer.util import unconstrain_fn
 
 from ..posterior import Posterior
 from ._common import FlatPotential, constrain_batch, flat_potential, latent_site_names, numpyro_model, stopwatch
+from ._degenerate import flag_degenerate
 from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
@@ -137,7 +138,7 @@ def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, r
         joint, result = train_point_estimates(model, x, y, rng_key=rng_key, options=options, cost=cost,
                                               num_members=options["num_members"], starts=starts, say=say)
         draws = constrained_draws(joint, result.params)
-    info = minibatch_info(result, options)
+    info = {**minibatch_info(result, options), **flag_degenerate("deep-ensemble", model, x, y, draws)}
     info.update(num_members=options["num_members"], final_loss_min=float(result.epoch_loss[:, -1].min()),
                 final_loss_max=float(result.epoch_loss[:, -1].max()))
     cost["grad_evals"] = float(result.num_steps * options["num_members"])

@@ -253,12 +253,19 @@ def _check_dense_size(size: int, what: str) -> None:
 
 def _full_hessian(model: Callable[..., Any], x: Any, y: Any, flat: FlatPotential,
                   options: dict[str, Any]) -> Callable[[jax.Array], Gaussian]:
-    """Check the size, then return ``at_map(z_map) -> LaplaceGaussian``: the exact Hessian by ``jax.hessian``."""
+    """Check the size, then return ``at_map(z_map) -> LaplaceGaussian``: the exact Hessian by ``jax.hessian``,
+    computed and eigendecomposed in float64 (the data stay float32; the Gaussian is stored in float32). In
+    float32 the second derivatives of a potential with badly scaled inputs lose most of their digits to
+    cancellation, and a dense Hessian of at most ``MAX_DENSE_PARAMETERS`` coordinates is cheap in either."""
     _check_dense_size(int(flat.init.shape[0]), f"hessian='full' on a model with {flat.init.shape[0]} parameters")
 
     def at_map(mean: jax.Array) -> LaplaceGaussian:
-        hessian = jax.jit(jax.hessian(flat.potential))(mean)
-        return laplace_gaussian(hessian, mean, options["jitter"])
+        with jax.enable_x64(True):
+            hessian = jax.jit(jax.hessian(flat.potential))(jnp.asarray(mean, jnp.float64))
+            wide = laplace_gaussian(hessian, jnp.asarray(mean, jnp.float64), options["jitter"])
+            eigvals, eigvecs = np.asarray(wide.eigvals), np.asarray(wide.eigvecs)
+        dtype = jnp.asarray(mean).dtype
+        return LaplaceGaussian(jnp.asarray(mean), jnp.asarray(eigvals, dtype), jnp.asarray(eigvecs, dtype), wide.jitter)
 
     return at_map
 
@@ -300,7 +307,7 @@ def _last_layer(model: Callable[..., Any], x: Any, y: Any, flat: FlatPotential,
 
 def _last_layer_sites(model: Callable[..., Any], x: Any, y: Any, given: Any) -> tuple[str, ...]:
     """``given`` checked against the model's latent sites, or by default the last two in model order."""
-    latent = latent_site_names(model, x[:2], y[:2])
+    latent = latent_site_names(model, x, y)
     if given is None:
         if len(latent) < 2:
             raise ValueError(
@@ -364,9 +371,11 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     cost["grad_evals"] = float(info["grad_evals"])
     info = {
         "hessian": options["hessian"],
+        "converged": info["all_converged"],
         "map_converged": info["all_converged"],
         "map_iterations": info["iterations_max"],
         "map_grad_norm": info["grad_norm_max"],
+        "grad_norm": info["grad_norm_max"],
         "map_loss": float(result.loss_trace[-1]),
         **gaussian.info(),
     }
@@ -417,6 +426,7 @@ def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, r
     cost["grad_evals"] = float(result.num_steps)
     info = {
         "hessian": options["hessian"],
+        "converged": training.get("converged", False),
         "map_converged": training.get("converged", False),
         "map_training": training,
         "map_loss": training["final_loss"],

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..posterior import Posterior
 from ._common import constrain_batch, flat_potential, stopwatch
+from ._degenerate import flag_degenerate
 from ._minibatch import (
     ADAM_DEFAULTS,
     MINIBATCH_DEFAULTS,
@@ -70,7 +71,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         loss_trace=trimmed_trace(result),
         cost=cost,
         info={**info, "converged": info["all_converged"], "grad_norm": info["grad_norm_max"],
-              "loss": float(result.loss_trace[-1])},
+              "loss": float(result.loss_trace[-1]), **flag_degenerate("map", model, x, y, draws)},
         observed=(x, y),
     )
 
@@ -86,5 +87,5 @@ def _fit_minibatch(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, r
     cost["grad_evals"] = float(result.num_steps)
     return Posterior(
         method="map", kind=KIND, model=model, draws=draws, options=options, loss_trace=result.epoch_loss[0],
-        cost=cost, info={**info, "loss": info["final_loss"]}, observed=(x, y),
+        cost=cost, info={**info, "loss": info["final_loss"], **flag_degenerate("map", model, x, y, draws)}, observed=(x, y),
     )

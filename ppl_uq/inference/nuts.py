@@ -4,6 +4,17 @@ One ``MCMC.run`` does warm-up and sampling (a single compilation, as raw NumPyro
 gradient-evaluation count in ``cost`` covers the sampling phase only (``grad_evals_sampling``).
 Sample statistics per draw: ``diverging``, ``n_steps`` (leapfrog steps), ``tree_depth``
 (floor(log2(n_steps + 1))), ``step_size``, ``energy``, ``acceptance_rate``.
+
+Reproducibility across chain methods: NumPyro splits ``rng_key`` into one key per chain the same way for
+every ``chain_method``, so chain c starts from the same point with the same key whether the chains run
+``sequential`` (one program, chains one after another), ``parallel`` (one device per chain) or
+``vectorized``. The three are different compiled programs, though, whose float32 rounding differs in the
+last bits; a chaotic sampler amplifies that (measured on a 4-parameter regression: after 50 warm-up
+steps the three methods' first draws agree to about 0.02, after 500 some differ by 0.1, several
+posterior sds). The same key therefore gives the
+same draws only with the same method. ``chain_method="auto"`` picks ``parallel`` when JAX has a device
+per chain, else ``sequential``, so the number of host devices matters; the Posterior records the method it
+ran in ``options["chain_method"]``, and passing that method explicitly reproduces the draws bit for bit.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ Pyro is an optional extra: ``pip install 'ppl-uq[pyro]'``.
 from __future__ import annotations
 
 import functools
+import random
 from typing import Any, Callable
 
 import jax
@@ -105,11 +106,14 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(options["num_threads"])
     cost: dict[str, float] = {}
-    try:
-        with stopwatch(cost, "fit_seconds"):
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:  # pyro.set_rng_seed reseeds the global RNGs of Python, NumPy and torch: put all three back after
+        with torch.random.fork_rng(devices=[]), stopwatch(cost, "fit_seconds"):
             chains = [_run_chain(pmodel, data, seed, options) for seed in seeds]
     finally:
         torch.set_num_threads(previous_threads)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
     names = latent_site_names(model, x, y)
     draws = {name: np.stack([chain[0][name] for chain in chains]) for name in names}
     diverging = np.stack([chain[1] for chain in chains])

@@ -31,10 +31,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer import MCMC, init_to_median
-from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
+from numpyro.infer.util import constrain_fn, potential_energy
 
 from ..posterior import Posterior
-from ._common import flat_potential, latent_site_names, numpyro_model, stopwatch
+from ._common import flat_potential, initialize, latent_site_names, numpyro_model, stopwatch
 from ._options import check_choice, check_int, check_positive
 from .nuts import resolve_chain_method
 from .slice_kernel import COUNTERS, LinearPredictor, SliceKernel, SliceTarget
@@ -194,7 +194,7 @@ def linear_predictor(
 def chain_inits(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, rng_key: jax.Array, num_chains: int) -> jax.Array:
     """Flat unconstrained starting points (num_chains, P), one ``init_to_median`` draw per chain."""
     keys = jax.random.split(rng_key, num_chains)
-    info = initialize_model(keys, numpyro_model(model), model_args=(x, y), init_strategy=init_to_median(num_samples=15))
+    info = initialize(keys, numpyro_model(model), x, y, init_to_median(num_samples=15))
     return jax.vmap(lambda tree: ravel_pytree(tree)[0])(info.param_info.z)
 
 

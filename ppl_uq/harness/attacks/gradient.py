@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...data.validate import check_rng_key
 from ..predictive import batches, pad_rows
 from ._common import (
     AttackResult,
@@ -220,6 +221,7 @@ def pgd(
     predictor, x, labels, targets, eps, n_grad_samples, box, batch_size = _check_common(
         model, x, y, target, eps, norm, objective, n_grad_samples, bounds, batch_size)
     steps = check_positive("steps", steps, integer=True)
+    rng_key = check_rng_key(rng_key)
     step_size = 2.5 * eps / steps if step_size is None else check_positive("step_size", step_size, allow_zero=True)
     static = dict(norm=norm, objective=objective, targeted=targets is not None, steps=steps,
                   n_grad_samples=n_grad_samples, random_start=bool(random_start), keep_best=True)
@@ -254,6 +256,7 @@ def fgsm(
         if n_grad_samples is not None:
             raise ValueError("rng_key is required when n_grad_samples is set (the EOT draws are random)")
         rng_key = jax.random.key(0)  # unused: no random start and all draws
+    rng_key = check_rng_key(rng_key)
     predictor, x, labels, targets, eps, n_grad_samples, box, batch_size = _check_common(
         model, x, y, target, eps, norm, objective, n_grad_samples, bounds, batch_size)
     static = dict(norm=norm, objective=objective, targeted=targets is not None, steps=1,

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...data.validate import as_python_scalar
 from ..predictive import (
     DECISION_RULE,
     LogProbFn,
@@ -250,6 +251,8 @@ def _build_batch_attack(predictor: Predictor, *, margin: bool, step_size: float,
 
 
 def _check_settings(step_size, max_steps, jensen_steps, patience, tol, objective) -> dict[str, Any]:
+    step_size, max_steps, jensen_steps, patience, tol = (
+        as_python_scalar(value) for value in (step_size, max_steps, jensen_steps, patience, tol))
     if not (isinstance(step_size, (int, float)) and not isinstance(step_size, bool) and step_size > 0):
         raise ValueError(f"step_size must be a positive number, got {step_size!r}")
     for name, value, low in (("max_steps", max_steps, 1), ("jensen_steps", jensen_steps, 0)):
