@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .files import atomic_write
-from .models.handles import numpyro_handle
+from .models.handles import abstract_trace, numpyro_handle
 from .models.registry import describe_model, model_from_identity, model_identity
 
 #: The kinds of inference method (module docstring); ``Posterior.kind`` is one of them or None.
@@ -96,17 +96,8 @@ def _model_logits_fn(model: Callable[..., Any]) -> Callable[[Mapping[str, jax.Ar
 
 def deterministic_site_names(model: Callable[..., Any], x: Any, y: Any) -> tuple[str, ...]:
     """The model's deterministic sites other than ``logits``, in model order (an abstract trace on ``(x, y)``)."""
-    from numpyro import handlers
-
-    names: list[str] = []
-
-    def run(x_: Any, y_: Any) -> int:
-        model_trace = handlers.trace(handlers.seed(numpyro_handle().bind(model), rng_seed=0)).get_trace(x_, y_)
-        names.extend(name for name, site in model_trace.items() if site["type"] == "deterministic" and name != "logits")
-        return 0
-
-    jax.eval_shape(run, x, y)
-    return tuple(names)
+    model_trace, _, _ = abstract_trace(model, x, y)
+    return tuple(name for name, site in model_trace.items() if site["type"] == "deterministic" and name != "logits")
 
 
 def deterministic_draws(model: Callable[..., Any], x: Any, y: Any, draws: Mapping[str, np.ndarray],

@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import constrain_fn, initialize_model
 
-from ..models.handles import numpyro_handle
+from ..models.handles import abstract_trace, numpyro_handle
 
 
 def numpyro_model(model: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,15 +90,6 @@ def stopwatch(cost: dict[str, float], key: str) -> Iterator[None]:
 
 def latent_site_names(model: Callable[..., Any], x: Any, y: Any) -> list[str]:
     """Names of the model's latent (unobserved) sample sites, in model order. Traces the model
-    abstractly (``jax.eval_shape``) on the full data: nothing is computed and nothing is sliced."""
-    from numpyro import handlers
-
-    names: list[str] = []
-
-    def run(x_: Any, y_: Any) -> int:
-        model_trace = handlers.trace(handlers.seed(numpyro_model(model), rng_seed=0)).get_trace(x_, y_)
-        names.extend(name for name, site in model_trace.items() if site["type"] == "sample" and not site["is_observed"])
-        return 0
-
-    jax.eval_shape(run, x, y)
-    return names
+    abstractly (``abstract_trace``) on the full data: nothing is computed and nothing is sliced."""
+    model_trace, _, _ = abstract_trace(model, x, y)
+    return [name for name, site in model_trace.items() if site["type"] == "sample" and not site["is_observed"]]

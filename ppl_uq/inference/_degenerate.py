@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..models.handles import abstract_trace
 from ._common import numpyro_model
 
 #: An unconstrained coordinate beyond this (|u| > 9: a positive site below 1.2e-4 or above 8.1e3 times
@@ -98,18 +99,9 @@ def _real_base(support: Any) -> bool:
 
 def _has_constrained_latent(model: Callable[..., Any], x: Any, y: Any) -> bool:
     """Whether any continuous latent site has a support other than the reals (an abstract trace)."""
-    from numpyro import handlers
-
-    found: list[bool] = []
-
-    def run(x_: Any, y_: Any) -> int:
-        trace = handlers.trace(handlers.seed(numpyro_model(model), rng_seed=0)).get_trace(x_, y_)
-        found.extend(not _real_base(site["fn"].support) and not site["fn"].support.is_discrete
-                     for site in trace.values() if site["type"] == "sample" and not site["is_observed"])
-        return 0
-
-    jax.eval_shape(run, x, y)
-    return any(found)
+    model_trace, _, _ = abstract_trace(model, x, y)
+    return any(not _real_base(site["fn"].support) and not site["fn"].support.is_discrete
+               for site in model_trace.values() if site["type"] == "sample" and not site["is_observed"])
 
 
 def flag_degenerate(method: str, model: Callable[..., Any], x: Any, y: Any, draws: Mapping[str, np.ndarray]) -> dict[str, str]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..data.validate import check_dataset, check_labels
-from ._common import numpyro_model
+from ..models.handles import abstract_trace
 
 #: The site a classifier records its class logits in: (N, C), or (N,) for a binary classifier whose
 #: likelihood is ``Bernoulli(logits=...)`` (read as the two classes [0, logit]).
@@ -57,26 +56,14 @@ def model_signature(model: Callable[..., Any], x: Any, y: Any) -> ModelSignature
     no site with ``y``, has a likelihood whose shape is not y's, or records ``logits`` of a shape that is
     neither (N, C) nor (N,) for N = len(y).
     """
-    from numpyro import handlers
-
-    nmodel = numpyro_model(model)
-    found: dict[str, Any] = {}
-
-    def run(x_: Any, y_: Any) -> dict[str, Any]:
-        model_trace = handlers.trace(handlers.seed(nmodel, rng_seed=0)).get_trace(x_, y_)
-        found["trace"] = model_trace
-        found["y"] = y_
-        return {name: site["value"] for name, site in model_trace.items() if site["type"] in ("sample", "deterministic")}
-
     x_shape = None if x is None else tuple(np.shape(x))
     try:
-        shapes = jax.eval_shape(run, x, y)
+        model_trace, shapes, y_sites = abstract_trace(model, x, y)
     except Exception as exc:  # the model's own error, re-raised with what the user can change
         raise ValueError(
             f"the model cannot run on x of shape {x_shape} and y of shape {tuple(np.shape(y))} "
             f"({type(exc).__name__}: {exc}); check x's rank and feature count against the model"
         ) from exc
-    model_trace = found["trace"]
     num_points = int(np.shape(y)[0])
 
     latent = {
@@ -90,7 +77,7 @@ def model_signature(model: Callable[..., Any], x: Any, y: Any) -> ModelSignature
         name for name, site in model_trace.items() if site["type"] == "deterministic" and name != LOGITS_SITE
     )
     observed = [name for name, site in model_trace.items() if site["type"] == "sample" and site["is_observed"]]
-    by_y = [name for name in observed if model_trace[name]["value"] is found["y"]] or (observed if len(observed) == 1 else [])
+    by_y = y_sites or (observed if len(observed) == 1 else [])
     if not by_y:
         raise ValueError(
             "the model observes no sample site with y: pass y as the likelihood's obs= "

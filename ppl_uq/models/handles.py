@@ -77,3 +77,32 @@ def pyro_handle() -> PPLHandle:
         dist=dist,
         xp=torch,
     )
+
+
+def abstract_trace(model: Callable[..., Any], x: Any, y: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Run ``model`` (a declaration ``model(ppl, x, y)``) with the NumPyro handle under ``jax.eval_shape``
+    on the full ``(x, y)``: nothing is computed and nothing is sliced.
+
+    Returns ``(trace, shapes, y_sites)``: NumPyro's trace of the run (read its sites' types, distributions
+    and supports; their values are abstract), site name -> ``jax.ShapeDtypeStruct`` of every sample and
+    deterministic site, and the names of the observed sites whose value is ``y`` itself. Latent sites take
+    values from ``init_to_uniform`` rather than from their priors, so models with improper priors
+    (``ImproperUniform``) trace too. Errors are the model's own.
+    """
+    import jax
+    from numpyro import handlers
+    from numpyro.infer import init_to_uniform
+
+    bound = numpyro_handle().bind(model)
+    found: dict[str, Any] = {}
+
+    def run(x_: Any, y_: Any) -> dict[str, Any]:
+        seeded = handlers.substitute(handlers.seed(bound, rng_seed=0), substitute_fn=init_to_uniform)
+        model_trace = handlers.trace(seeded).get_trace(x_, y_)
+        found["trace"] = model_trace
+        found["y_sites"] = [name for name, site in model_trace.items()
+                            if site["type"] == "sample" and site["is_observed"] and site["value"] is y_]
+        return {name: site["value"] for name, site in model_trace.items() if site["type"] in ("sample", "deterministic")}
+
+    shapes = jax.eval_shape(run, x, y)
+    return found["trace"], shapes, found["y_sites"]
