@@ -55,6 +55,7 @@ from ._minibatch import (
     split_validation,
 )
 from ._options import check_choice, check_int, check_positive
+from ._psis import PSIS_DRAWS, pareto_k
 
 #: Options every variational backend accepts (the backends override some defaults).
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -331,6 +332,10 @@ def fit_variational(
 
         with stopwatch(cost, "sample_seconds"):
             draws = draws_from_q(key_draw)
+        k_hat = None
+        if not minibatch:  # full-data fits: PSIS_DRAWS evaluations of the full-data log joint
+            with stopwatch(cost, "psis_seconds"):
+                k_hat = _guide_pareto_k(jax.random.fold_in(key_draw, 1), params, nmodel, guide, x_train, y_train)
     cost["grad_evals"] = float(num_steps * options["num_particles"])
     cost["ms_per_step"] = 1000.0 * cost["optimize_seconds"] / num_steps
     window = max(len(losses) // 10, 1)
@@ -340,6 +345,7 @@ def fit_variational(
         **loss_convergence(losses),
         **extra,
         "params": {name: np.asarray(value) for name, value in params.items()},
+        **({} if k_hat is None else {"pareto_k": k_hat}),
     }
     if hasattr(guide, "site_scales") or options["guide"] == "meanfield":
         info["site_scales"] = {name: np.asarray(value) for name, value in guide_site_scales(guide, params).items()}
@@ -367,6 +373,28 @@ def fit_variational(
         return make_posterior(new_draws, redraw_cost)
 
     return make_posterior(draws, cost)
+
+
+def _guide_pareto_k(rng_key: jax.Array, params: dict[str, Any], model: Callable[..., Any], guide: Any, x: jax.Array,
+                    y: jax.Array) -> float:
+    """k-hat of p/q over ``PSIS_DRAWS`` draws from the fitted guide: log w = log p(theta, y) - log q(theta),
+    both in the constrained space (the guide's trace carries its transforms' Jacobians)."""
+    from numpyro.infer.util import log_density
+
+    def log_weight(key: jax.Array) -> jax.Array:
+        from numpyro import handlers
+
+        seeded = handlers.seed(handlers.substitute(guide, data=params), key)
+        guide_trace = handlers.trace(seeded).get_trace(x, y)
+        log_q, _ = log_density(handlers.substitute(guide, data=params), (x, y), {},
+                               {name: site["value"] for name, site in guide_trace.items() if site["type"] == "sample"})
+        latent = {name: site["value"] for name, site in guide_trace.items()
+                  if site["type"] == "sample" and not name.startswith("_")}
+        log_p, _ = log_density(model, (x, y), {}, latent)
+        return log_p - log_q
+
+    keys = jax.random.split(rng_key, PSIS_DRAWS)
+    return pareto_k(np.asarray(jax.jit(lambda k: jax.lax.map(log_weight, k, batch_size=100))(keys)))
 
 
 def guide_site_scales(guide: Any, params: dict[str, Any]) -> dict[str, jax.Array]:

@@ -71,6 +71,7 @@ from ._optim import (
     trimmed_trace,
 )
 from ._options import check_choice, check_int
+from ._psis import PSIS_DRAWS, pareto_k
 
 #: The kind of this backend (``ppl_uq.posterior.KINDS``): draws from a fitted approximating distribution q (the Gaussian at the MAP).
 KIND = "variational"
@@ -369,6 +370,7 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         flat, result, gaussian = fit_gaussian(model, x, y, rng_key=key_init, options=options, cost=cost)
     info = convergence_info(result, "laplace (its MAP)")
     cost["grad_evals"] = float(info["grad_evals"])
+    k_hat = _pareto_k(flat, gaussian, key_draws) if isinstance(gaussian, (LaplaceGaussian, DiagonalGaussian)) else None
     info = {
         "hessian": options["hessian"],
         "converged": info["all_converged"],
@@ -378,9 +380,27 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         "grad_norm": info["grad_norm_max"],
         "map_loss": float(result.loss_trace[-1]),
         **gaussian.info(),
+        **({} if k_hat is None else {"pareto_k": k_hat}),
     }
     base = dict(model=model, options=options, loss_trace=trimmed_trace(result), info=info, observed=(x, y))
     return _draw(flat, gaussian, key_draws, options["num_samples"], cost, base)
+
+
+def _pareto_k(flat: FlatPotential, gaussian: LaplaceGaussian | DiagonalGaussian, rng_key: jax.Array) -> float:
+    """k-hat of p/q over ``PSIS_DRAWS`` draws z of the Gaussian q (the full-data fit): log w = -potential(z)
+    - log q(z), both in the flat unconstrained space (the potential holds the log-Jacobian)."""
+    z = gaussian.sample(jax.random.fold_in(rng_key, 1), PSIS_DRAWS)
+    if isinstance(gaussian, LaplaceGaussian):
+        precision = gaussian.eigvals + gaussian.jitter
+        white = ((z - gaussian.mean) @ gaussian.eigvecs) * jnp.sqrt(precision)
+        log_det = jnp.sum(jnp.log(precision))
+    else:
+        precision = gaussian.precision + gaussian.jitter
+        white = (z - gaussian.mean) * jnp.sqrt(precision)
+        log_det = jnp.sum(jnp.log(precision))
+    log_q = -0.5 * jnp.sum(white**2, axis=1) + 0.5 * log_det - 0.5 * z.shape[1] * jnp.log(2 * jnp.pi)
+    log_p = -jax.lax.map(flat.potential, z, batch_size=100)
+    return pareto_k(np.asarray(log_p) - np.asarray(log_q))
 
 
 def _draw(flat: FlatPotential, gaussian: Gaussian, rng_key: jax.Array, num_samples: int,
