@@ -114,7 +114,7 @@ def test_hierarchical_guide_on_direction_distance_model(classification: tuple) -
     params = posterior.info["params"]
     assert params["fullrank_scale_tril"].shape == (6, 6)  # v (5) and b (1), jointly
     assert params["s_scale_loc"].shape == ()  # s on its own, log-normal
-    assert set(posterior.draws) == {"v", "s", "b"}
+    assert set(posterior.draws) == {"v", "s", "b", "w"} and set(posterior.latent_sites) == {"v", "s", "b"}
     assert posterior.draws["v"].shape == (1, 50, 5)
     assert np.all(posterior.draws["s"] > 0)
     assert posterior.log_probs(x).shape == (50, 40, 2)

@@ -8,6 +8,8 @@ from .conjugate import (
     linear_regression_exact_posterior,
     normal_mean,
     normal_mean_exact_posterior,
+    normal_precision,
+    normal_precision_exact_posterior,
 )
 from .handles import PPLHandle, numpyro_handle, pyro_handle
 from .logistic import hierarchical_logistic, nonzero_mean_logistic, squared_logistic
@@ -25,6 +27,7 @@ MODELS: dict[str, Callable[..., Any]] = {
     "bnn_mlp": bnn_mlp,
     "normal_mean": normal_mean,
     "linear_regression": linear_regression,
+    "normal_precision": normal_precision,
 }
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "nonzero_mean_logistic",
     "normal_mean",
     "normal_mean_exact_posterior",
+    "normal_precision",
+    "normal_precision_exact_posterior",
     "numpyro_handle",
     "prior_distribution",
     "pyro_handle",

@@ -65,3 +65,27 @@ def linear_regression_exact_posterior(
     cov = np.linalg.inv(precision)
     mean = cov @ x.T @ y / noise_scale**2
     return mean, cov
+
+
+def normal_precision(
+    ppl: PPLHandle,
+    x: Any,
+    y: Any = None,
+    *,
+    prior_shape: float = 2.0,
+    prior_rate: float = 1.0,
+) -> Any:
+    """``tau ~ Gamma(prior_shape, prior_rate)``, ``y_n ~ N(0, 1 / tau)``; ``x`` (N, ...) only sets N. A
+    skewed posterior (Gamma) for validating backends that assume a Gaussian one."""
+    tau = ppl.sample("tau", ppl.dist.Gamma(prior_shape, prior_rate))
+    with ppl.plate("data", x.shape[0]):
+        ppl.sample("y", ppl.dist.Normal(0.0, 1.0 / tau**0.5), obs=y)
+    return tau
+
+
+def normal_precision_exact_posterior(
+    x: Any, y: Any, *, prior_shape: float = 2.0, prior_rate: float = 1.0
+) -> tuple[float, float]:
+    """Return the posterior Gamma's (shape, rate) of ``tau`` given ``y``: (a + N/2, b + sum y^2 / 2)."""
+    y = np.asarray(y, dtype=np.float64)
+    return prior_shape + 0.5 * y.size, prior_rate + 0.5 * float(np.sum(y**2))
