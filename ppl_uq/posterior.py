@@ -145,6 +145,9 @@ class Posterior:
             ``observed`` is, they are found by tracing the model on the data and computed for every
             draw (ArviZ's posterior group then shows them, as NumPyro's MCMC does); prediction
             substitutes only the latent sites.
+        deferred_info: info entries that cost a computation (e.g. ``pareto_k``, thousands of log-joint
+            evaluations): name -> function of no arguments, called once when ``diagnostics()`` (and so the
+            gates) or ``save`` first needs it, then kept in ``info``.
 
     ``redraw_fn(key) -> Posterior``, when given, is how ``redraw`` makes an independent posterior
     (e.g. fresh draws from the same fitted q); without it ``redraw`` refits (``refit``).
@@ -165,6 +168,7 @@ class Posterior:
         redraw_fn: Callable[[jax.Array], "Posterior"] | None = None,
         kind: str | None = None,
         deterministic_sites: tuple[str, ...] | list[str] | None = None,
+        deferred_info: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
         if not draws:
             raise ValueError("a Posterior needs at least one latent site")
@@ -197,6 +201,7 @@ class Posterior:
         self.info = dict(info or {})
         self.observed = observed
         self._redraw_fn = redraw_fn
+        self._deferred_info = dict(deferred_info or {})
         self._device_draws_cache: dict[str, jax.Array] | None = None
         for name, value in self.draws.items():
             if not np.all(np.isfinite(value)):
@@ -376,8 +381,15 @@ class Posterior:
         """
         return dict(self._diagnostics)
 
+    def _resolve_deferred_info(self) -> None:
+        """Compute the deferred info entries (``deferred_info``) into ``info``, once."""
+        for name, compute in list(self._deferred_info.items()):
+            self.info[name] = compute()
+            del self._deferred_info[name]
+
     @functools.cached_property
     def _diagnostics(self) -> dict[str, Any]:
+        self._resolve_deferred_info()
         if self.kind == "mcmc":
             return self._mcmc_diagnostics()
         if self.kind is None:
@@ -483,6 +495,7 @@ class Posterior:
         """The InferenceData ``save`` writes: ``to_inference_data()`` plus x, the arrays and the attrs."""
         from . import __version__
 
+        self._resolve_deferred_info()
         az = import_arviz()
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {"ppl_uq_format": FILE_FORMAT, "ppl_uq_version": __version__, "method": self.method}

@@ -77,6 +77,7 @@ def test_bnn_training_benchmark_runs_and_every_side_learns(tmp_path, monkeypatch
     assert max(losses) / min(losses) < 1.02  # one objective on every side
 
 
+@pytest.mark.slow  # torch.compile of two sides: ~35 s
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torch.compile's tracer warns about non-leaf .grad reads
 def test_sphere_benchmark_runs_and_every_side_agrees(tmp_path, monkeypatch):
     out = tmp_path / "sphere.json"

@@ -24,6 +24,7 @@ def fashion_mnist_installed():
         pytest.skip(f"Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): {exc}")
 
 
+@pytest.mark.slow  # two minutes on 2 cores
 def test_tiny_profile_end_to_end(tmp_path, fashion_mnist_installed):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

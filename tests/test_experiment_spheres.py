@@ -29,6 +29,27 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           timeout=900, check=False, cwd=REPO)
 
 
+def test_three_rows_end_to_end_with_harness_resume_and_rerender(tmp_path):
+    # The CI-sized run: the whole pipeline (cells, harness, report, resume, re-render) on three rows.
+    out = tmp_path / "run"
+    done = _run("run", "spheres", "--tiny", "--out", str(out), "--backends", "map", "nuts", "svi-fullrank")
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r["row"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    assert list(records) == ["map", "nuts", "svi-fullrank"]
+    assert {"rhat_max", "ess_bulk_min", "divergences"} <= set(records["nuts"])
+    harness = json.loads((out / "harness" / "harness.json").read_text())
+    for record in records.values():
+        assert harness["models"][record["method"]]["flags"] == record["flags"], record["method"]
+    before = {name: (out / name).read_text() for name in ("table1.md", "report.md", "harness/harness.md")}
+    again = _run("run", "spheres", "--tiny", "--out", str(out), "--backends", "map", "nuts", "svi-fullrank")
+    assert again.returncode == 0 and "4 done in an earlier run" in again.stderr and "fitting" not in again.stderr
+    assert {name: (out / name).read_text() for name in before} == before, "a resumed run's report differs"
+    (out / "report.html").unlink()
+    rendered = _run("report", str(out))
+    assert rendered.returncode == 0 and external_references((out / "report.html").read_text()) == []
+
+
+@pytest.mark.slow  # every row of the tiny table: ~4 minutes on 2 cores
 def test_tiny_table_end_to_end_resume_and_rerender(tmp_path):
     out = tmp_path / "run"
     done = _run("run", "spheres", "--tiny", "--out", str(out))

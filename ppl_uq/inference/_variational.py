@@ -31,6 +31,7 @@ the best guide parameters. The loss trace is then per epoch.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -332,10 +333,10 @@ def fit_variational(
 
         with stopwatch(cost, "sample_seconds"):
             draws = draws_from_q(key_draw)
-        k_hat = None
-        if not minibatch:  # full-data fits: PSIS_DRAWS evaluations of the full-data log joint
-            with stopwatch(cost, "psis_seconds"):
-                k_hat = _guide_pareto_k(jax.random.fold_in(key_draw, 1), params, nmodel, guide, x_train, y_train)
+        deferred: dict[str, Callable[[], Any]] = {}
+        if not minibatch:  # full-data fits: PSIS_DRAWS evaluations of the full-data log joint, when first asked for
+            deferred["pareto_k"] = functools.cache(
+                lambda: _guide_pareto_k(jax.random.fold_in(key_draw, 1), params, nmodel, guide, x_train, y_train))
     cost["grad_evals"] = float(num_steps * options["num_particles"])
     cost["ms_per_step"] = 1000.0 * cost["optimize_seconds"] / num_steps
     window = max(len(losses) // 10, 1)
@@ -345,7 +346,6 @@ def fit_variational(
         **loss_convergence(losses),
         **extra,
         "params": {name: np.asarray(value) for name, value in params.items()},
-        **({} if k_hat is None else {"pareto_k": k_hat}),
     }
     if hasattr(guide, "site_scales") or options["guide"] == "meanfield":
         info["site_scales"] = {name: np.asarray(value) for name, value in guide_site_scales(guide, params).items()}
@@ -363,6 +363,7 @@ def fit_variational(
             info=info,
             observed=(np.asarray(x), np.asarray(y)),
             redraw_fn=redraw,
+            deferred_info=deferred,
         )
 
     def redraw(key: jax.Array) -> Posterior:

@@ -33,6 +33,7 @@ the same method: the MAP and its Hessian are deterministic).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -370,7 +371,8 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         flat, result, gaussian = fit_gaussian(model, x, y, rng_key=key_init, options=options, cost=cost)
     info = convergence_info(result, "laplace (its MAP)")
     cost["grad_evals"] = float(info["grad_evals"])
-    k_hat = _pareto_k(flat, gaussian, key_draws) if isinstance(gaussian, (LaplaceGaussian, DiagonalGaussian)) else None
+    deferred = ({"pareto_k": functools.cache(lambda: _pareto_k(flat, gaussian, key_draws))}
+                if isinstance(gaussian, (LaplaceGaussian, DiagonalGaussian)) else {})
     info = {
         "hessian": options["hessian"],
         "converged": info["all_converged"],
@@ -380,9 +382,9 @@ def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax
         "grad_norm": info["grad_norm_max"],
         "map_loss": float(result.loss_trace[-1]),
         **gaussian.info(),
-        **({} if k_hat is None else {"pareto_k": k_hat}),
     }
-    base = dict(model=model, options=options, loss_trace=trimmed_trace(result), info=info, observed=(x, y))
+    base = dict(model=model, options=options, loss_trace=trimmed_trace(result), info=info, observed=(x, y),
+                deferred_info=deferred)
     return _draw(flat, gaussian, key_draws, options["num_samples"], cost, base)
 
 

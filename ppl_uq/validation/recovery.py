@@ -39,5 +39,5 @@ def recovery_row(posterior: Posterior, reference_mean: Mapping[str, Any], refere
         abs(float(np.std(per_coordinate[c])) / float(sds[c]) - 1.0) for c in means)
     cost = posterior.cost
     evals = cost.get("grad_evals", cost.get("grad_evals_sampling", float("nan")))
-    return RecoveryRow(posterior.method, mean_error, sd_error, float(posterior.info.get("pareto_k", float("nan"))),
+    return RecoveryRow(posterior.method, mean_error, sd_error, float(posterior.diagnostics().get("pareto_k", float("nan"))),
                        float(cost.get("fit_seconds", float("nan"))), float(evals), posterior_gate_flags(posterior))
