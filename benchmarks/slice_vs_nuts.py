@@ -7,6 +7,13 @@ the mean differences (difference over the combined Monte Carlo standard errors, 
 correlation of means is limited by: the posterior means of w differ across coordinates by far less
 than the posterior sd). NUTS's own chain-vs-chain correlation of means is printed as the yardstick.
 
+The agreement gate is on the z-scores, not the correlation (unattainable at 2 x 500 draws: it measures the
+spread of the true means against Monte Carlo noise, not agreement). When both samplers target the same
+posterior, each z is approximately N(0, 1), so over K coordinates mean(z^2) ~ chi^2_K / K (mean 1, sd
+sqrt(2 / K)) and the count of |z| > 3 ~ Binomial(K, 0.0027). The gate passes when mean(z^2) lies within
+1 +- 4 sqrt(2 / K) and the count of |z| > 3 is at most the Binomial's 0.999 quantile. (The MCSEs are
+themselves estimated from the ESS, which widens z's spread a little; 4 sds leave room for that.)
+
     python benchmarks/slice_vs_nuts.py            # D=500, N=1000 (several minutes)
     python benchmarks/slice_vs_nuts.py --quick    # D=100, N=300
 """
@@ -84,7 +91,22 @@ def compare(ours: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         "sd_ratio_median": float(np.median(sd_a / sd_b)),
         "z_mean_square": float(np.mean(z**2)),
         "z_fraction_above_3": float(np.mean(np.abs(z) > 3)),
+        **z_gate(z),
     }
+
+
+def z_gate(z: np.ndarray) -> dict[str, Any]:
+    """The agreement gate on K z-scores (module docstring): mean(z^2) within 1 +- 4 sqrt(2/K), and at most
+    the Binomial(K, P(|N(0,1)| > 3)) 0.999 quantile of |z| > 3. Returns the numbers and ``z_gate_passed``."""
+    from scipy import stats
+
+    count = z.size
+    band = 4.0 * np.sqrt(2.0 / count)
+    limit = int(stats.binom.ppf(0.999, count, 2 * stats.norm.sf(3.0)))
+    above = int(np.sum(np.abs(z) > 3))
+    mean_square = float(np.mean(z**2))
+    return {"z_mean_square_band": [1.0 - band, 1.0 + band], "z_above_3_count": above, "z_above_3_limit": limit,
+            "z_gate_passed": bool(abs(mean_square - 1.0) <= band and above <= limit)}
 
 
 def main() -> None:
@@ -155,7 +177,8 @@ def main() -> None:
         c = results[label]
         print(
             f"{label}: mean corr {c['mean_correlation']:.3f}, median sd ratio {c['sd_ratio_median']:.3f}, "
-            f"mean z^2 {c['z_mean_square']:.2f}, |z|>3 {c['z_fraction_above_3']:.3f}"
+            f"mean z^2 {c['z_mean_square']:.2f} (band {c['z_mean_square_band'][0]:.2f}-{c['z_mean_square_band'][1]:.2f}), "
+            f"|z|>3 {c['z_above_3_count']} (limit {c['z_above_3_limit']}): gate {'pass' if c['z_gate_passed'] else 'FAIL'}"
         )
     print(f"slice mode: {ours.info['slice_mode']} ({ours.info['slice_mode_reason']})")
     print("slice per sweep:", {k: round(v, 1) for k, v in stats.items()})

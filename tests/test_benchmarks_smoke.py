@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -91,3 +92,19 @@ def test_sphere_benchmark_runs_and_every_side_agrees(tmp_path, monkeypatch):
     total, *ops = result["jax"]["per_op_one_call"]
     assert total["ms"] > 0 and total["ms"] + 0.01 >= sum(row["ms"] for row in ops)  # rows rounded to 1 µs
     assert any("dot(" in row["what"] for row in ops)  # the profile sees the attack's matrix products
+
+
+def test_slice_vs_nuts_z_gate_has_its_stated_false_alarm_rate(monkeypatch):
+    bench = load_benchmark("slice_vs_nuts", monkeypatch)
+    rng = np.random.default_rng(0)
+    # K = 500 coordinates of agreeing samplers: z ~ N(0, 1). 200 repetitions: the gate's 4-sd band and 0.999
+    # count quantile give a false-alarm rate well under 1 %.
+    alarms = sum(not bench.z_gate(rng.normal(size=500))["z_gate_passed"] for _ in range(200))
+    assert alarms <= 2
+    # A bias of 0.7 Monte Carlo standard errors in every coordinate: mean z^2 = 1.49, outside 1 +- 0.25.
+    assert not bench.z_gate(rng.normal(size=500) + 0.7)["z_gate_passed"]
+    # A tenth of the coordinates disagreeing by 5 standard errors: far more |z| > 3 than the limit.
+    z = rng.normal(size=500)
+    z[:50] += 5.0
+    record = bench.z_gate(z)
+    assert not record["z_gate_passed"] and record["z_above_3_count"] > record["z_above_3_limit"]
