@@ -473,7 +473,9 @@ class Posterior:
 
         az = import_arviz()
         if self.num_samples >= 4:
-            return az.summary(self.to_inference_data(), **{"kind": "all" if self.is_mcmc else "stats", **kwargs})
+            with warnings.catch_warnings():  # a coordinate constant over the draws (an LKJ factor's [0, 0]): R-hat NaN
+                warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+                return az.summary(self.to_inference_data(), **{"kind": "all" if self.is_mcmc else "stats", **kwargs})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # sd of one draw: NaN, said above
             return az.summary(self.to_inference_data(), **{"kind": "stats", **kwargs})

@@ -16,7 +16,10 @@ from ordinary_models import (
     bernoulli_classifier,
     eight_schools,
     glm_data,
+    negative_binomial_regression,
     poisson_regression,
+    simplex_and_correlation,
+    student_t_regression,
 )
 
 import ppl_uq
@@ -39,7 +42,7 @@ OPTIONS = {
     "pyro-svi": dict(num_steps=1500, num_samples=500),
 }
 
-X, LABELS, COUNTS, _ = glm_data()
+X, LABELS, COUNTS, _VALUES = glm_data()
 DATA = {
     "schools": (eight_schools, (SCHOOLS_SIGMA, SCHOOLS_Y)),
     "bernoulli": (bernoulli_classifier, (X, LABELS)),
@@ -217,3 +220,37 @@ def test_the_bernoulli_classifier_on_the_pyro_engine_keeps_float_labels():
     model = functools.partial(bernoulli_classifier)
     posterior = ppl_uq.fit("pyro-svi", model, (X, LABELS.astype(np.int32)), rng_key=jax.random.key(0), num_steps=300)
     assert posterior.log_probs(X[:3]).shape == (posterior.num_samples, 3, 2)
+
+
+#: Constrained latent sites (Dirichlet, LKJ Cholesky, Gamma, HalfCauchy/HalfNormal) and other likelihoods
+#: (StudentT, GammaPoisson, a multivariate normal beside a Categorical), each with backends of every kind.
+CONSTRAINED = [
+    ("simplex", "nuts", dict(num_warmup=200, num_samples=200, num_chains=2)),
+    ("simplex", "laplace", dict(num_samples=200)),
+    ("simplex", "svi", dict(num_steps=500, num_samples=200)),
+    ("student-t", "slice", dict(num_warmup=200, num_samples=200, num_chains=2)),
+    ("negative-binomial", "map", {}),
+    ("negative-binomial", "bootstrap", dict(num_members=5)),
+]
+
+
+@pytest.mark.parametrize("name,backend,options", CONSTRAINED, ids=[f"{n}-{b}" for n, b, _ in CONSTRAINED])
+def test_constrained_sites_and_other_likelihoods_fit_and_summarise(name, backend, options):
+    data = {"simplex": (simplex_and_correlation, (X[:, :2], COUNTS % 3)), "student-t": (student_t_regression, (X, _VALUES)),
+            "negative-binomial": (negative_binomial_regression, (X, COUNTS))}
+    model, pair = data[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        posterior = ppl_uq.fit(backend, model, pair, rng_key=jax.random.key(0), **options)
+    if name == "simplex":
+        np.testing.assert_allclose(posterior.draws["weights"].sum(-1), 1.0, atol=1e-5)
+        chol = posterior.draws["chol"]
+        np.testing.assert_allclose(np.sum(chol**2, axis=-1), 1.0, atol=1e-4)  # rows of a correlation Cholesky
+        np.testing.assert_allclose(posterior.draws["correlation"], chol[..., 1, 0], rtol=1e-6)
+    summary = posterior.summary()
+    assert np.all(np.isfinite(summary["mean"].to_numpy()))
+    diagnostics = posterior.diagnostics()
+    if posterior.kind == "mcmc":  # the LKJ factor's fixed [0, 0] = 1 has no R-hat: left out, not NaN
+        assert np.isfinite(diagnostics["rhat_max"]) and np.isfinite(diagnostics["ess_bulk_min"])
+    else:
+        assert isinstance(diagnostics["converged"], bool)
