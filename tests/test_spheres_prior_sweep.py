@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def test_closed_form_optimum_is_attained_and_never_beaten_on_the_sphere():
 def test_tiny_sweep_end_to_end(tmp_path):
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "spheres_prior_sweep.py"), "--profile", "tiny",
-                           "--sigmas", "1,10", "--rows", "map,laplace", "--out", str(out)],
+                           "--sigmas", "1,10", "--rows", "map,laplace", "--no-study", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads((out / "results.json").read_text())["records"]
@@ -56,3 +57,16 @@ def test_tiny_sweep_end_to_end(tmp_path):
         bound = record.get("closed_form_adv_error", record["per_draw_optimum_mean"])
         assert record["adv_error"] <= bound + 1e-4
     assert "Table 1 per prior sd" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow  # nine tiny NUTS fits and attacks
+def test_tiny_resampled_error_study(tmp_path):
+    out = tmp_path / "study"
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "spheres_prior_sweep.py"), "--profile", "tiny",
+                           "--sigmas", "10", "--rows", "map", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = json.loads((out / "results.json").read_text())["study"]
+    assert [(r["variant"], r["value"]) for r in study][:3] == [("attack steps", 300), ("attack steps", 1000), ("attack steps", 3000)]
+    assert all(0.0 <= r["resampled_error"] <= 1.0 and 0.0 <= r["adv_error"] <= 1.0 for r in study)
+    assert "resampled error above the paper" in (out / "report.md").read_text()
