@@ -222,6 +222,7 @@ def test_hand_made_posterior_keeps_types_of_options_and_info(tmp_path):
 
 def test_model_registry():
     assert MODELS == {
+        "normal_precision": ppl_uq.models.normal_precision,
         "squared_logistic": squared_logistic,
         "hierarchical_logistic": ppl_uq.models.hierarchical_logistic,
         "nonzero_mean_logistic": ppl_uq.models.nonzero_mean_logistic,
