@@ -72,11 +72,9 @@ def degenerate_point(model: Callable[..., Any], x: Any, y: Any, point: Mapping[s
         if site["type"] != "sample" or site["is_observed"] or site["fn"].support.is_discrete:
             continue
         support = site["fn"].support
-        if _real_base(support):
+        base = _base_constraint(support)
+        if type(base).__name__ == "_Real":
             continue
-        base = support
-        while hasattr(base, "base_constraint"):
-            base = base.base_constraint
         unconstrained = np.asarray(biject_to(support).inv(point[name]))
         if np.any(np.abs(unconstrained) > BOUNDARY_UNCONSTRAINED):
             reasons.append(f"site {name!r} is at the boundary of its support (value {float(np.min(point[name])):.3g})")
@@ -91,10 +89,15 @@ def degenerate_point(model: Callable[..., Any], x: Any, y: Any, point: Mapping[s
     return "; ".join(reasons)
 
 
-def _real_base(support: Any) -> bool:
+def _base_constraint(support: Any) -> Any:
+    """The constraint under NumPyro's ``independent`` wrappers."""
     while hasattr(support, "base_constraint"):
         support = support.base_constraint
-    return type(support).__name__ == "_Real"
+    return support
+
+
+def _real_base(support: Any) -> bool:
+    return type(_base_constraint(support)).__name__ == "_Real"
 
 
 def _has_constrained_latent(model: Callable[..., Any], x: Any, y: Any) -> bool:
