@@ -10,6 +10,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+pytest.register_assert_rewrite("ordinary_models")  # its check_ordinary_fit asserts like a test
+
 from ppl_uq.runs.setup import configure_process  # noqa: E402
 
 # Refits with the same shapes (determinism checks, redraws) load compiled programs instead of compiling.

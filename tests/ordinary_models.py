@@ -105,3 +105,97 @@ def glm_data(seed: int = 0, num_points: int = 150):
     counts = rng.poisson(np.exp(0.5 * (x @ w) + 0.5)).astype(np.int64)
     values = (x @ w + 0.5 * rng.standard_t(4, size=num_points)).astype(np.float32)
     return x, labels, counts, values
+
+
+# -- Shared fits of the three everyday models (used by test_ordinary_models.py and test_ordinary_glms.py) --
+
+#: Small settings per backend (these models have 4 to 10 parameters).
+OPTIONS = {
+    "nuts": dict(num_warmup=400, num_samples=500, num_chains=2),
+    "slice": dict(num_warmup=300, num_samples=500, num_chains=2),
+    "pyro-nuts": dict(num_warmup=150, num_samples=200, num_chains=1),
+    "map": {},
+    "laplace": dict(num_samples=500),
+    "svi": dict(num_steps=3000, num_samples=500),
+    "ml-mixture": dict(num_steps=1500, num_samples=500),
+    "bootstrap": dict(num_members=12),
+    "deep-ensemble": dict(num_members=4),
+    "mc-dropout": dict(batch_size=50, dropout_sites=["w"], num_epochs=20, num_samples=50),
+    "pyro-svi": dict(num_steps=1500, num_samples=500),
+}
+
+X, LABELS, COUNTS, VALUES = glm_data()
+DATA = {
+    "schools": (eight_schools, (SCHOOLS_SIGMA, SCHOOLS_Y)),
+    "bernoulli": (bernoulli_classifier, (X, LABELS)),
+    "poisson": (poisson_regression, (X, COUNTS)),
+}
+#: Latent sites of each model, and its deterministic sites (kept per draw).
+LATENT = {"schools": {"mu", "tau", "z"}, "bernoulli": {"w", "b"}, "poisson": {"w", "b"}}
+DETERMINISTIC = {"schools": {"theta"}, "bernoulli": set(), "poisson": set()}
+
+
+def fit_ordinary(backend: str, name: str):
+    """``backend`` (OPTIONS' settings, key 3) on the model ``name`` of DATA, convergence and degeneracy
+    warnings silenced (the tests read the flags instead). Returns the Posterior."""
+    import warnings
+
+    import jax
+    import pytest
+
+    import ppl_uq
+    from ppl_uq.inference import ConvergenceWarning
+    from ppl_uq.inference._degenerate import DegenerateEstimateWarning
+
+    model, data = DATA[name]
+    options = dict(OPTIONS[backend])
+    if backend == "mc-dropout" and name == "schools":
+        options["dropout_sites"] = ["z"]
+        options["batch_size"] = 8
+    if backend.startswith("pyro"):
+        pytest.importorskip("pyro")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateEstimateWarning)
+        return ppl_uq.fit(backend, model, data, rng_key=jax.random.key(3), **options)
+
+
+class FitCache:
+    """``cache(backend, name)``: fit_ordinary, fitted once per cache (a test module's fixture holds one)."""
+
+    def __init__(self):
+        self._fits = {}
+
+    def __call__(self, backend: str, name: str):
+        if (backend, name) not in self._fits:
+            self._fits[backend, name] = fit_ordinary(backend, name)
+        return self._fits[backend, name]
+
+
+def check_ordinary_fit(posterior, name: str) -> None:
+    """The contract every backend meets on an everyday model: latent and deterministic sites (the latter
+    recomputed per draw), InferenceData, summary, diagnostics of the backend's kind, two-class log-probs
+    for the Bernoulli classifier. Raises AssertionError where one fails."""
+    assert set(posterior.draws) == LATENT[name] | DETERMINISTIC[name]
+    assert set(posterior.latent_sites) == LATENT[name]
+    assert set(posterior.deterministic_sites) == DETERMINISTIC[name]
+    if name == "schools":  # the deterministic site, computed per draw from that draw's latent sites
+        d = posterior.draws
+        np.testing.assert_allclose(d["theta"], d["mu"][..., None] + d["tau"][..., None] * d["z"], rtol=1e-5, atol=1e-5)
+    idata = posterior.to_inference_data()
+    assert set(idata.posterior.data_vars) == set(posterior.draws)
+    summary = posterior.summary()
+    assert len(summary) == sum(int(np.prod(v.shape[2:])) for v in posterior.draws.values())
+    diagnostics = posterior.diagnostics()
+    if posterior.kind == "mcmc":
+        assert {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences"} <= set(diagnostics)
+    else:  # no ESS or R-hat where they mean nothing
+        assert not {"rhat_max", "ess_bulk_min", "ess_tail_min"} & set(diagnostics)
+        assert "converged" in diagnostics
+    if posterior.kind == "ensemble":
+        assert diagnostics["num_members"] == posterior.num_samples
+    if name == "bernoulli":  # two classes from logits (N,)
+        log_probs = np.asarray(posterior.log_probs(X[:5]))
+        assert log_probs.shape == (posterior.num_samples, 5, 2)
+        expected = -np.logaddexp(0.0, -(X[:5] @ posterior.flat_draws()["w"].T + posterior.flat_draws()["b"]).T)
+        np.testing.assert_allclose(log_probs[..., 1], expected, rtol=1e-4, atol=1e-4)

@@ -79,7 +79,8 @@ def test_convergence_rule_passes_a_decayed_and_flat_trace():
 
 def test_svi_stopped_early_is_not_called_converged(digits_data):
     model = functools.partial(mlp_classifier, hidden=(16,), num_classes=10)
-    posterior = ppl_uq.fit("svi", model, digits_data.train, rng_key=jax.random.key(0), num_steps=200, num_samples=10)
+    x, y = digits_data.train
+    posterior = ppl_uq.fit("svi", model, (x[:300], y[:300]), rng_key=jax.random.key(0), num_steps=200, num_samples=10)
     assert posterior.info["converged"] is False and posterior.diagnostics()["converged"] is False
     assert any("falling" in flag for flag in posterior_gate_flags(posterior))
 
