@@ -53,6 +53,7 @@ from .detection import (
     ood_auroc,
 )
 from .evaluate import Evaluation, Suite, evaluate, transfer
+from .lipschitz import ACTIVATION_LIPSCHITZ, lipschitz_bounds, spectral_norms
 from .predictive import (
     DECISION_RULE,
     Predictor,
@@ -76,6 +77,9 @@ from .uncertainty import (
 )
 
 __all__ = [
+    "ACTIVATION_LIPSCHITZ",
+    "lipschitz_bounds",
+    "spectral_norms",
     "Evaluation",
     "Suite",
     "evaluate",
