@@ -75,8 +75,12 @@ from .uncertainty import (
     predictive_variance,
     uncertainty_measures,
 )
+from .units import dense_hidden_activations, inspect_units, top_inputs
 
 __all__ = [
+    "dense_hidden_activations",
+    "inspect_units",
+    "top_inputs",
     "ACTIVATION_LIPSCHITZ",
     "lipschitz_bounds",
     "spectral_norms",
