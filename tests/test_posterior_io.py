@@ -228,6 +228,7 @@ def test_model_registry():
         "nonzero_mean_logistic": ppl_uq.models.nonzero_mean_logistic,
         "mlp_classifier": mlp_classifier,
         "bnn_mlp": ppl_uq.models.bnn_mlp,
+        "autoencoder_classifier": ppl_uq.models.autoencoder_classifier,
         "normal_mean": ppl_uq.models.normal_mean,
         "linear_regression": ppl_uq.models.linear_regression,
     }

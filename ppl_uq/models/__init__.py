@@ -2,6 +2,7 @@
 
 from typing import Any, Callable
 
+from .autoencoder import autoencoder_classifier
 from .bnn import ACTIVATIONS, bnn_mlp
 from .conjugate import (
     linear_regression,
@@ -25,6 +26,7 @@ MODELS: dict[str, Callable[..., Any]] = {
     "nonzero_mean_logistic": nonzero_mean_logistic,
     "mlp_classifier": mlp_classifier,
     "bnn_mlp": bnn_mlp,
+    "autoencoder_classifier": autoencoder_classifier,
     "normal_mean": normal_mean,
     "linear_regression": linear_regression,
     "normal_precision": normal_precision,
@@ -35,6 +37,7 @@ __all__ = [
     "MODELS",
     "PPLHandle",
     "PRIORS",
+    "autoencoder_classifier",
     "bnn_mlp",
     "hierarchical_logistic",
     "iid_gaussian",
