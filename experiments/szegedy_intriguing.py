@@ -54,7 +54,7 @@ class Profile:
 
 PROFILES = {
     "tiny": Profile(("mnist",), num_train=600, train_iter=60, num_attack=8, lbfgs_iter=20, refine_steps=0, bayesian=True),
-    "quick": Profile(("mnist",), num_train=4000, train_iter=300, num_attack=60, lbfgs_iter=60, refine_steps=2, bayesian=True),
+    "quick": Profile(("mnist",), num_train=3000, train_iter=200, num_attack=30, lbfgs_iter=40, refine_steps=2, bayesian=True),
     "paper": Profile(("mnist", "fashion-mnist"), num_train=None, train_iter=1000, num_attack=300, lbfgs_iter=200, refine_steps=6,
                      bayesian=True),
 }
