@@ -15,7 +15,7 @@ from typing import Sequence
 
 #: Experiment names ``ppl-uq run`` knows, and their scripts in the repository's ``experiments/`` folder.
 EXPERIMENTS = {"spheres": "adversarial_spheres.py", "digits": "digits_harness.py", "fashion-mnist": "fashion_mnist_bnn.py",
-               "szegedy": "szegedy_intriguing.py"}
+               "szegedy": "szegedy_intriguing.py", "subramanya": "subramanya_density.py"}
 
 
 def _version() -> str:

@@ -51,8 +51,10 @@ def plot_robustness_curves(
     xlabel: str,
     ylabel: str = "robust accuracy",
     title: str,
+    ylim: tuple[float, float] | None = (-0.02, 1.02),
 ) -> None:
-    """One line per method: ``curves[method] = {"x": levels, "y": values}``, written to ``path``.
+    """One line per method: ``curves[method] = {"x": levels, "y": values}``, written to ``path``; ``ylim``
+    None lets the data set the y range.
 
     Each line has its own marker shape and a small horizontal offset (at most 1.5 % of the x range), and a
     note under the axes names the methods whose curves are identical, so no curve hides another."""
@@ -64,7 +66,8 @@ def plot_robustness_curves(
         ax.plot(x, curve["y"], marker=MARKERS[i % len(MARKERS)], ms=4, label=name, alpha=0.85)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(-0.02, 1.02)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -13,7 +13,10 @@ An experiment declares its report in its manifest (``run.json``'s ``report`` ent
 - ``sections``: ``[{"kind", "title", "caption", "cell", ...}]``, rendered in order after the tables:
   ``"matrices"`` shows each ``record["tables"][name]`` of the cell (a ``TransferMatrix.to_dict``) as a
   table of error rates; ``"image_rows"`` (with ``"file"``) draws the cell's arrays ``images/ROW`` (K, H*W)
-  as labelled rows of images of ``record["image_shape"]``, rows in ``record["rows"]`` order.
+  as labelled rows of images of ``record["image_shape"]``, rows in ``record["rows"]`` order; ``"curves"``
+  (with ``"file"``, ``"cells"``, ``"levels_path"``, ``"value_path"``, ``"xlabel"``, ``"ylabel"``) draws one
+  line per cell (labelled by its ``method``) of the list at ``value_path`` (keys into the record) against
+  the list at ``levels_path``, leaving out cells whose values are missing (None).
 
 ``render_run`` writes ``NAME.md`` / ``NAME.csv`` per table, ``results.json``, the figures, ``harness/``,
 ``report.md`` and the self-contained ``report.html``. ``render_runs`` combines several run directories
@@ -30,6 +33,7 @@ import numpy as np
 
 from ..runs.store import RunStore, StoredCell
 from .figures import plot_distributions, plot_image_rows
+from .harness_figures import plot_robustness_curves
 from .harness_report import render_harness, store_harness
 from .html import write_html_page
 from .io import atomic_write_json, atomic_write_text
@@ -82,23 +86,23 @@ def render_run(run_dir: str | Path) -> Path:
     report = manifest.get("report", {})
     title = report.get("title", manifest.get("experiment", "run"))
     lines = [f"# {title}", "", report.get("intro", ""), ""]
-    all_rows = []
+    all_rows: dict[str, dict[str, Any]] = {}  # each cell once, however many tables show it
     for table in report.get("tables", []):
         rows = table_rows(table, cells)
-        all_rows += rows
+        all_rows.update({name: row for name, row in zip(table["cells"], rows, strict=True) if name not in all_rows})
         table_lines = _table_markdown(table, rows)
         atomic_write_text(run_dir / f"{table['name']}.md", "\n".join([f"# {title}", "", report.get("intro", ""), "",
                                                                       *table_lines]) + "\n")
         atomic_write_text(run_dir / f"{table['name']}.csv", csv_table(rows, table.get("csv_keys") or
                                                                       [c[0] for c in table["columns"]]))
         lines += table_lines
-    atomic_write_json(run_dir / "results.json", {"meta": manifest.get("meta", {}), "records": all_rows})
+    atomic_write_json(run_dir / "results.json", {"meta": manifest.get("meta", {}), "records": list(all_rows.values())})
     for figure in report.get("distributions", []):
         values = {cells[n].record.get("method", n): cells[n].record[figure["key"]] for n in figure["cells"]}
         plot_distributions(run_dir / figure["file"], values, xlabel=figure["xlabel"], title=figure["title"])
         lines += [f"![{figure['title']}]({figure['file']})", ""]
     for section in report.get("sections", []):
-        lines += _render_section(run_dir, section, cells[section["cell"]])
+        lines += _render_section(run_dir, section, cells)
     harness = report.get("harness")
     if harness:
         lines += _render_harness_section(run_dir, harness, cells)
@@ -107,11 +111,28 @@ def render_run(run_dir: str | Path) -> Path:
     return write_html_page(run_dir / "report.html", text, base_dir=run_dir, title=title)
 
 
-def _render_section(run_dir: Path, section: Mapping[str, Any], cell: StoredCell) -> list[str]:
+def _at(record: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for key in path:
+        record = record[key]
+    return record
+
+
+def _render_section(run_dir: Path, section: Mapping[str, Any], cells: Mapping[str, StoredCell]) -> list[str]:
     """Markdown lines of one declared section (see the module docstring); figures are written to ``run_dir``."""
     from ..harness.attacks.transfer import TransferMatrix
 
     lines = [f"## {section['title']}", "", section.get("caption", ""), ""]
+    if section["kind"] == "curves":
+        curves = {}
+        for name in section["cells"]:
+            record = cells[name].record
+            values = _at(record, section["value_path"])
+            if values is not None and all(v is not None for v in values):
+                curves[record.get("method", name)] = {"x": _at(record, section["levels_path"]), "y": values}
+        plot_robustness_curves(run_dir / section["file"], curves, xlabel=section["xlabel"], ylabel=section["ylabel"],
+                               title=section["title"], ylim=None)
+        return lines + [f"![{section['title']}]({section['file']})", ""]
+    cell = cells[section["cell"]]
     if section["kind"] == "matrices":
         for name, data in cell.record["tables"].items():
             lines += [f"**{name}**", "", TransferMatrix.from_dict(data).to_markdown(), ""]
@@ -120,7 +141,7 @@ def _render_section(run_dir: Path, section: Mapping[str, Any], cell: StoredCell)
         plot_image_rows(run_dir / section["file"], rows, image_shape=tuple(cell.record["image_shape"]), title=section["title"])
         lines += [f"![{section['title']}]({section['file']})", ""]
     else:
-        raise ValueError(f"section kind must be 'matrices' or 'image_rows', got {section['kind']!r}")
+        raise ValueError(f"section kind must be 'curves', 'matrices' or 'image_rows', got {section['kind']!r}")
     return lines
 
 
