@@ -21,6 +21,7 @@ def _run(out, *extra):
                           capture_output=True, text=True, env=env, timeout=900, check=False, cwd=REPO)
 
 
+@pytest.mark.slow  # ~70 s of CPU on 2 cores: over CI's per-test minute
 def test_tiny_two_models_end_to_end_and_resume(tmp_path):
     pytest.importorskip("mlxtend")
     out = tmp_path / "run"
@@ -46,3 +47,43 @@ def test_tiny_two_models_end_to_end_and_resume(tmp_path):
     assert external_references((out / "report.html").read_text()) == []
     again = _run(out, "--models", "softmax-1e-2", "n100-100")
     assert again.returncode == 0 and "0 to compute" in again.stdout + again.stderr
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("szegedy_intriguing", REPO / "experiments" / "szegedy_intriguing.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cells_and_report_declaration_of_every_profile():
+    script = _script()
+    for name, profile in script.PROFILES.items():
+        cells = script.make_cells(profile, seed=0)
+        names = [c.name for c in cells]
+        assert len(names) == len(set(names)), name
+        for dataset in profile.datasets:
+            cross = next(c for c in cells if c.name == f"{dataset}.cross")
+            assert set(cross.inputs) == {f"{dataset}.{m}" for m in script.MODELS} | {f"{dataset}.{m}" for m in script.BAYESIAN}
+            assert next(c for c in cells if c.name == f"{dataset}.units").inputs == (f"{dataset}.n100-100",)
+        report = script.report_declaration(name, profile, 0, cells)
+        assert all(section["cell"] in names for section in report["sections"])
+        assert all(cell in names for table in report["tables"] for cell in table["cells"])
+    # the halves and the cross cells keep their identity when another model is added: keys from identity
+    few = {c.name: c.fingerprint() for c in script.make_cells(script.PROFILES["tiny"], 0, ["n100-100"])}
+    every = {c.name: c.fingerprint() for c in script.make_cells(script.PROFILES["tiny"], 0)}
+    assert few["mnist.n100-100"] == every["mnist.n100-100"] and few["mnist.p2-n100-100"] == every["mnist.p2-n100-100"]
+    without_net = [c.name for c in script.make_cells(script.PROFILES["tiny"], 0, ["softmax-1"])]
+    assert "mnist.units" not in without_net
+
+
+def test_lambda_becomes_the_matching_prior_sd_and_unknown_models_are_refused():
+    script = _script()
+    model, activation = script.build_model({"name": "bnn_mlp", "widths": [], "lambda": 1e-2}, num_train=2000)
+    assert activation == "sigmoid" and model.keywords["prior"] == script.build_model(
+        {"name": "bnn_mlp", "widths": [], "lambda": 1.0}, num_train=20)[0].keywords["prior"]  # N lambda = 20 both
+    with pytest.raises(ValueError, match="unknown models \\['n300'\\]"):
+        script.make_cells(script.PROFILES["tiny"], 0, ["n300"])
