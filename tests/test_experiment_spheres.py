@@ -1,7 +1,6 @@
 """The spheres experiment runs end to end in a subprocess (tiny settings), writes every file, resumes,
 and re-renders from its records alone."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_scripts import load_script
 
 from ppl_uq.report import external_references
 
@@ -16,11 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("adversarial_spheres", REPO / "experiments" / "adversarial_spheres.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+    return load_script("adversarial_spheres.py")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

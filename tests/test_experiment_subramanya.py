@@ -3,7 +3,6 @@ data sets (MAP and MC dropout), writes tables whose numbers obey the paper's def
 re-rendering the same report from its records alone; skipped with the reason when a data set is not installed."""
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment_scripts import load_script
 
 from ppl_uq.report import external_references
 
@@ -22,11 +22,7 @@ METHODS = ("map", "mc-dropout")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("subramanya_density", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+    return load_script("subramanya_density.py")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

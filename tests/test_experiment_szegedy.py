@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_scripts import load_script
 
 from ppl_uq.report import external_references
 
@@ -50,13 +51,7 @@ def test_tiny_two_models_end_to_end_and_resume(tmp_path):
 
 
 def _script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("szegedy_intriguing", REPO / "experiments" / "szegedy_intriguing.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+    return load_script("szegedy_intriguing.py")
 
 
 def test_cells_and_report_declaration_of_every_profile():
