@@ -10,9 +10,13 @@ c * |r| + loss(x + r, target) over x + r in [0, 1], searching c for the smallest
 target = the most probable wrong class). Table 1: train and test error and the average minimum distortion
 sqrt(sum_i (x'_i - x_i)^2 / n) over the successful points. The models: softmax regression with
 lambda = 1e-4, 1e-2, 1 (a MAP under the N(0, 1 / (2 N lambda)) prior that matches the penalty
-lambda * |w|^2 on the mean loss); sigmoid nets 100-100-10 and 200-200-10; the autoencoder with a
-400-unit code and a softmax on it (``models.autoencoder_classifier``), under iid N(0, 1) priors; and,
-beyond the paper, the 100-100-10 net as a 5-member deep ensemble and with a last-layer Laplace.
+lambda * |w|^2 on the mean loss); sigmoid nets 100-100-10 and 200-200-10 and the autoencoder with a
+400-unit code and a softmax on it (``models.autoencoder_classifier``, reconstruction sd 1: at the
+model's default 0.1 the 784-pixel reconstruction outweighs the label and the classifier underfits, test
+error 0.116 against 0.064 on 3,000 digits), under iid N(0, 1) weights and (profile ``paper``) with the
+paper's per-layer weight decay read the same way; and, beyond the paper, the 100-100-10 net under iid
+N(0, 1) weights as a 5-member deep ensemble, with a last-layer Laplace, by mean-field SVI and as a
+maximum-likelihood infinite mixture (matrix-normal, K = 10; both minibatch Adam).
 
 The ``cross`` cell scores every model's adversarial examples with every model (Table 2) plus Gaussian-noise
 rows at sd 0.1 and 0.3 (``harness.attacks.transfer_matrix``). The ``halves`` cells train 100-100-10 and
@@ -49,14 +53,20 @@ class Profile:
     num_attack: int  # test points attacked per model
     lbfgs_iter: int  # L-BFGS-B iterations per solve
     refine_steps: int  # bisection steps on c after the grid
-    bayesian: bool  # add the deep-ensemble and Laplace rows
+    bayesian: bool  # add the Bayesian rows (deep ensemble, Laplace, SVI, ML mixture)
+    ae_train_iter: int  # L-BFGS iterations of the autoencoder, which needs more than the classifiers
+    svi_epochs: int  # Adam epochs (batch 128) of the SVI and ML-mixture rows
+    num_draws: int  # draws kept by the SVI and ML-mixture rows
+    paper_decay: bool  # add the nets with the paper's per-layer weight decay (Table 1 and the halves)
 
 
 PROFILES = {
-    "tiny": Profile(("mnist",), num_train=600, train_iter=60, num_attack=8, lbfgs_iter=20, refine_steps=0, bayesian=True),
-    "quick": Profile(("mnist",), num_train=3000, train_iter=200, num_attack=30, lbfgs_iter=40, refine_steps=2, bayesian=True),
+    "tiny": Profile(("mnist",), num_train=600, train_iter=60, num_attack=8, lbfgs_iter=20, refine_steps=0, bayesian=True,
+                    ae_train_iter=60, svi_epochs=2, num_draws=5, paper_decay=False),
+    "quick": Profile(("mnist",), num_train=3000, train_iter=200, num_attack=30, lbfgs_iter=40, refine_steps=2, bayesian=True,
+                     ae_train_iter=600, svi_epochs=15, num_draws=10, paper_decay=False),
     "paper": Profile(("mnist", "fashion-mnist"), num_train=None, train_iter=1000, num_attack=300, lbfgs_iter=200, refine_steps=6,
-                     bayesian=True),
+                     bayesian=True, ae_train_iter=3000, svi_epochs=100, num_draws=50, paper_decay=True),
 }
 
 #: The paper's Table 1 on MNIST: train error %, test error %, average minimum distortion.
@@ -65,38 +75,67 @@ PAPER_TABLE1 = {
     "n100-100": (0.0, 1.64, 0.058), "n200-200": (0.0, 1.54, 0.065), "ae400": (0.57, 1.9, 0.086),
 }
 
-#: cell name -> (label, backend, model spec, extra options). ``lambda`` in a spec becomes the prior sd.
+#: The paper's per-layer weight decay of its 100-100-10 nets (Table 1, and the weight-decay variants of
+#: Tables 3-4).
+N100_DECAY = [1e-5, 1e-6, 1e-6]
+#: cell name -> (label, backend, model spec, extra options). ``lambda`` in a spec (one value, or one per
+#: layer) becomes the prior sd of the matching MAP; without it the weights are iid N(0, 1).
 MODELS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "softmax-1e-4": ("Softmax (λ = 1e-4)", "map", {"name": "bnn_mlp", "widths": [], "lambda": 1e-4}, {}),
     "softmax-1e-2": ("Softmax (λ = 1e-2)", "map", {"name": "bnn_mlp", "widths": [], "lambda": 1e-2}, {}),
     "softmax-1": ("Softmax (λ = 1)", "map", {"name": "bnn_mlp", "widths": [], "lambda": 1.0}, {}),
     "n100-100": ("N100-100-10", "map", {"name": "bnn_mlp", "widths": [100, 100]}, {}),
     "n200-200": ("N200-200-10", "map", {"name": "bnn_mlp", "widths": [200, 200]}, {}),
-    "ae400": ("AE400-10", "map", {"name": "autoencoder_classifier", "code": 400}, {}),
+    "ae400": ("AE400-10", "map", {"name": "autoencoder_classifier", "code": 400, "reconstruction_sd": 1.0}, {"ae": True}),
+}
+#: The paper's weight-decay variants of its nets (profiles with ``paper_decay``).
+DECAYED: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+    "n100-100-decay": ("N100-100-10, paper's λ", "map", {"name": "bnn_mlp", "widths": [100, 100], "lambda": N100_DECAY}, {}),
+    "n200-200-decay": ("N200-200-10, paper's λ", "map", {"name": "bnn_mlp", "widths": [200, 200], "lambda": [1e-5, 1e-5, 1e-6]},
+                       {}),
+    "ae400-decay": ("AE400-10, paper's λ", "map",
+                    {"name": "autoencoder_classifier", "code": 400, "reconstruction_sd": 1.0, "lambda": 1e-6}, {"ae": True}),
 }
 BAYESIAN: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "n100-100-ensemble": ("N100-100-10 deep ensemble (5)", "deep-ensemble", {"name": "bnn_mlp", "widths": [100, 100]},
                           {"num_members": 5, "init": "uniform", "init_radius": 0.1}),
     "n100-100-laplace": ("N100-100-10 Laplace (last layer)", "laplace", {"name": "bnn_mlp", "widths": [100, 100]},
                          {"hessian": "last-layer", "num_samples": 50}),
+    "n100-100-svi": ("N100-100-10 SVI (mean-field)", "svi", {"name": "bnn_mlp", "widths": [100, 100]},
+                     {"variational": True, "guide": "meanfield", "init_rho": -5.0}),
+    "n100-100-ml-mixture": ("N100-100-10 ML mixture (matrix-normal, K = 10)", "ml-mixture",
+                            {"name": "bnn_mlp", "widths": [100, 100], "prior": "matrix_normal"},
+                            {"variational": True, "guide": "matrix-normal", "num_particles": 10, "init_rho": -5.0}),
 }
-#: Tables 3-4: (cell, label, widths, half).
-HALVES = (("p1-n100-100", "P1: N100-100-10", [100, 100], 1), ("p1-n123-456", "P1: N123-456-10", [123, 456], 1),
-          ("p2-n100-100", "P2: N100-100-10", [100, 100], 2))
+#: Tables 3-4: (cell, label, widths, half, per-layer weight decay or None for iid N(0, 1) weights); the
+#: weight-decay variants only in profiles with ``paper_decay``.
+HALVES = (("p1-n100-100", "M1 (P1): N100-100-10", [100, 100], 1, None),
+          ("p1-n123-456", "M1' (P1): N123-456-10", [123, 456], 1, None),
+          ("p2-n100-100", "M2 (P2): N100-100-10", [100, 100], 2, None),
+          ("p1-n100-100-decay", "M1 (P1), paper's λ", [100, 100], 1, N100_DECAY),
+          ("p1-n123-456-decay", "M1' (P1), paper's λ", [123, 456], 1, N100_DECAY),
+          ("p2-n100-100-decay", "M2 (P2), paper's λ", [100, 100], 2, N100_DECAY))
 NOISE_SDS = (0.1, 0.3)
 AMPLIFIED_RMS = 0.1
 
 
-def _training(p: Profile) -> dict[str, Any]:
-    return {"max_iter": p.train_iter}
+def _training(p: Profile, extra: dict[str, Any]) -> dict[str, Any]:
+    """A model cell's fit options: full-batch L-BFGS for the point estimates, ensembles and Laplace (the
+    autoencoder with ``ae_train_iter`` iterations); minibatch Adam for the variational rows."""
+    extra = dict(extra)
+    if extra.pop("variational", False):
+        return {"batch_size": 128, "num_epochs": p.svi_epochs, "learning_rate": 1e-3, "validation_fraction": 0.1,
+                "patience": 5, "init_loc": "glorot", "num_samples": p.num_draws, **extra}
+    return {"max_iter": p.ae_train_iter if extra.pop("ae", False) else p.train_iter, **extra}
 
 
 def make_cells(profile: Profile, seed: int, models: Sequence[str] | None = None) -> list[Cell]:
-    """Per data set: one cell per model (``models``, keys of MODELS and BAYESIAN; default all of MODELS, and
-    BAYESIAN where the profile asks for it), the halves' models, ``cross``, ``cross-halves`` and ``units``
+    """Per data set: one cell per model (``models``, keys of MODELS, DECAYED and BAYESIAN; default all of
+    MODELS, and DECAYED and BAYESIAN where the profile asks for them), the halves' models, ``cross``, ``cross-halves`` and ``units``
     (when the N100-100-10 net is among the models)."""
-    every = dict(MODELS) | dict(BAYESIAN)
-    chosen = list(MODELS) + (list(BAYESIAN) if profile.bayesian else []) if models is None else list(models)
+    every = dict(MODELS) | dict(DECAYED) | dict(BAYESIAN)
+    default = list(MODELS) + (list(DECAYED) if profile.paper_decay else []) + (list(BAYESIAN) if profile.bayesian else [])
+    chosen = default if models is None else list(models)
     unknown = sorted(set(chosen) - set(every))
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {sorted(every)}")
@@ -108,14 +147,17 @@ def make_cells(profile: Profile, seed: int, models: Sequence[str] | None = None)
         names = []
         for name in chosen:
             label, backend, spec, extra = every[name]
-            options = {**_training(profile), **extra}
+            options = _training(profile, extra)
             cells.append(Cell(EXPERIMENT, f"{dataset}.{name}", backend=backend, model=spec, options=options, data=data,
                               seed=seed, harness=attack, extra={"label": label}))
             names.append(f"{dataset}.{name}")
         halves = []
-        for name, label, widths, half in HALVES:
-            cells.append(Cell(EXPERIMENT, f"{dataset}.{name}", backend="map", model={"name": "bnn_mlp", "widths": widths},
-                              options=_training(profile), data={**data, "half": half}, seed=seed, harness=attack,
+        for name, label, widths, half, decay in HALVES:
+            if decay is not None and not profile.paper_decay:
+                continue
+            model = {"name": "bnn_mlp", "widths": widths} | ({} if decay is None else {"lambda": decay})
+            cells.append(Cell(EXPERIMENT, f"{dataset}.{name}", backend="map", model=model, options=_training(profile, {}),
+                              data={**data, "half": half}, seed=seed, harness=attack,
                               extra={"label": label}))
             halves.append(f"{dataset}.{name}")
         cells.append(Cell(EXPERIMENT, f"{dataset}.cross", data=data, seed=seed, harness={"noise_sds": list(NOISE_SDS)},
@@ -151,12 +193,24 @@ def load_split(cell: Cell) -> tuple[Any, Any, tuple[int, int]]:
 
 def build_model(spec: dict[str, Any], num_train: int) -> tuple[Callable[..., Any], str]:
     """The model of a cell's spec and its hidden activation. ``lambda`` (a penalty lambda |w|^2 on the mean
-    loss) becomes the prior sd 1 / sqrt(2 N lambda) of the matching MAP."""
+    loss; one value, or one per layer) becomes the prior sd 1 / sqrt(2 N lambda) of the matching MAP;
+    ``prior: "matrix_normal"`` gives the MN(0, I, I) prior; otherwise the weights are iid N(0, 1)."""
     from ppl_uq.models import autoencoder_classifier, bnn_mlp, iid_gaussian
+    from ppl_uq.models.priors import matrix_normal
 
+    def decay_prior(decay: float) -> dict[str, Any]:
+        return iid_gaussian((2.0 * num_train * decay) ** -0.5)
+
+    decay = spec.get("lambda")
+    if isinstance(decay, (list, tuple)):
+        prior: Any = [decay_prior(d) for d in decay]
+    elif decay is not None:
+        prior = decay_prior(decay)
+    else:
+        prior = matrix_normal(1.0, 1.0) if spec.get("prior") == "matrix_normal" else iid_gaussian(1.0)
     if spec["name"] == "autoencoder_classifier":
-        return functools.partial(autoencoder_classifier, code=spec["code"], num_classes=10), "sigmoid"
-    prior = iid_gaussian((2.0 * num_train * spec["lambda"]) ** -0.5) if "lambda" in spec else iid_gaussian(1.0)
+        return functools.partial(autoencoder_classifier, code=spec["code"], num_classes=10, prior=prior,
+                                 reconstruction_sd=spec.get("reconstruction_sd", 0.1)), "sigmoid"
     return functools.partial(bnn_mlp, widths=tuple(spec["widths"]), num_classes=10, activation="sigmoid", prior=prior), "sigmoid"
 
 
@@ -194,7 +248,7 @@ def model_cell(cell: Cell, train: Any, test: Any, *, rng_key: Any, log: Callable
     success = np.asarray(result.success)
     sites = ["w0", "w1"] if cell.model["name"] == "autoencoder_classifier" else None
     bounds = lipschitz_bounds(posterior, activation=activation, sites=sites)
-    paper = PAPER_TABLE1.get(cell.name.split(".", 1)[1]) if cell.data["name"] == "mnist" else None
+    paper = PAPER_TABLE1.get(cell.name.split(".", 1)[1].removesuffix("-decay")) if cell.data["name"] == "mnist" else None
     record = {
         "method": cell.extra["label"], "backend": cell.backend, "n_draws": posterior.num_samples,
         "paper": None if paper is None else f"{paper[0] / 100:.3f} / {paper[1] / 100:.3f} / {paper[2]:.3f}",
@@ -245,10 +299,13 @@ def cross_cell(cell: Cell, inputs: dict[str, Any], *, rng_key: Any, log: Callabl
         tables["raw"] = transfer_matrix(results, models, noise_sds=tuple(cell.harness["noise_sds"]), rng_key=rng_key,
                                         bounds=(0.0, 1.0)).to_dict()
     else:
+        import jax
+
         rms = cell.harness["amplified_rms"]
-        tables["raw"] = transfer_matrix(results, models, noise_sds=()).to_dict()
+        raw_key, amplified_key = jax.random.split(rng_key)
+        tables["raw"] = transfer_matrix(results, models, noise_sds=("matched",), rng_key=raw_key, bounds=(0.0, 1.0)).to_dict()
         amplified = {k: _amplified(v, rms) for k, v in results.items()}
-        tables[f"amplified to rms {rms:g}"] = transfer_matrix(amplified, models, noise_sds=("matched",), rng_key=rng_key,
+        tables[f"amplified to rms {rms:g}"] = transfer_matrix(amplified, models, noise_sds=("matched",), rng_key=amplified_key,
                                                               bounds=(0.0, 1.0)).to_dict()
     return CellOutput({"method": cell.extra["table"], "tables": tables})
 
@@ -324,7 +381,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="szegedy_intriguing.py", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_run_arguments(parser, experiment=EXPERIMENT, profiles=list(PROFILES))
-    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS) + list(BAYESIAN),
+    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS) + list(DECAYED) + list(BAYESIAN),
                         help="models to train (default: every paper model, and the Bayesian rows where the profile has them)")
     return parser.parse_args(argv)
 

@@ -30,7 +30,7 @@ def test_tiny_two_models_end_to_end_and_resume(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     records = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
     softmax, net = records["Softmax (λ = 1e-2)"], records["N100-100-10"]
-    assert softmax["paper"] == "0.100 / 0.094 / 0.100" and records["P1: N100-100-10"]["paper"] is None
+    assert softmax["paper"] == "0.100 / 0.094 / 0.100" and records["M1 (P1): N100-100-10"]["paper"] is None
     for record in (softmax, net):
         assert 0.0 <= record["train_error"] < 0.5 and 0.0 <= record["test_error"] < 0.5  # well above chance (0.9)
         assert 0.0 < record["attack_success"] <= 1.0 and 0.0 < record["min_distortion"] < 0.5
@@ -62,7 +62,10 @@ def test_cells_and_report_declaration_of_every_profile():
         assert len(names) == len(set(names)), name
         for dataset in profile.datasets:
             cross = next(c for c in cells if c.name == f"{dataset}.cross")
-            assert set(cross.inputs) == {f"{dataset}.{m}" for m in script.MODELS} | {f"{dataset}.{m}" for m in script.BAYESIAN}
+            decayed = set(script.DECAYED) if profile.paper_decay else set()
+            assert set(cross.inputs) == {f"{dataset}.{m}" for m in set(script.MODELS) | decayed | set(script.BAYESIAN)}
+            halves = next(c for c in cells if c.name == f"{dataset}.cross-halves").inputs
+            assert len(halves) == (6 if profile.paper_decay else 3)
             assert next(c for c in cells if c.name == f"{dataset}.units").inputs == (f"{dataset}.n100-100",)
         report = script.report_declaration(name, profile, 0, cells)
         assert all(section["cell"] in names for section in report["sections"])
@@ -80,5 +83,14 @@ def test_lambda_becomes_the_matching_prior_sd_and_unknown_models_are_refused():
     model, activation = script.build_model({"name": "bnn_mlp", "widths": [], "lambda": 1e-2}, num_train=2000)
     assert activation == "sigmoid" and model.keywords["prior"] == script.build_model(
         {"name": "bnn_mlp", "widths": [], "lambda": 1.0}, num_train=20)[0].keywords["prior"]  # N lambda = 20 both
+    per_layer = script.build_model({"name": "bnn_mlp", "widths": [100, 100], "lambda": [1e-5, 1e-6, 1e-6]},
+                                   num_train=5000)[0].keywords["prior"]
+    assert [p["scale"] for p in per_layer] == pytest.approx([10.0**0.5, 10.0, 10.0])  # 1 / sqrt(2 N lambda)
+    assert script.build_model({"name": "bnn_mlp", "widths": [100, 100], "prior": "matrix_normal"},
+                              num_train=5000)[0].keywords["prior"]["name"] == "matrix_normal"
+    variational = {c.name: c.options for c in script.make_cells(script.PROFILES["quick"], 0)}
+    assert variational["mnist.n100-100-svi"]["guide"] == "meanfield" and "max_iter" not in variational["mnist.n100-100-svi"]
+    assert variational["mnist.n100-100-ml-mixture"]["num_particles"] == 10
+    assert variational["mnist.ae400"]["max_iter"] == script.PROFILES["quick"].ae_train_iter
     with pytest.raises(ValueError, match="unknown models \\['n300'\\]"):
         script.make_cells(script.PROFILES["tiny"], 0, ["n300"])
