@@ -15,7 +15,9 @@ from typing import Sequence
 
 #: Experiment names ``ppl-uq run`` knows, and their scripts in the repository's ``experiments/`` folder.
 EXPERIMENTS = {"spheres": "adversarial_spheres.py", "digits": "digits_harness.py", "fashion-mnist": "fashion_mnist_bnn.py",
-               "szegedy": "szegedy_intriguing.py", "subramanya": "subramanya_density.py"}
+               "szegedy": "szegedy_intriguing.py", "subramanya": "subramanya_density.py",
+               "zhang": "zhang_transfer.py",
+               "daubener": "daubener_mixtures.py"}
 
 
 def _version() -> str:

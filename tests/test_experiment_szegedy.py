@@ -92,5 +92,9 @@ def test_lambda_becomes_the_matching_prior_sd_and_unknown_models_are_refused():
     assert variational["mnist.n100-100-svi"]["guide"] == "meanfield" and "max_iter" not in variational["mnist.n100-100-svi"]
     assert variational["mnist.n100-100-ml-mixture"]["num_particles"] == 10
     assert variational["mnist.ae400"]["max_iter"] == script.PROFILES["quick"].ae_train_iter
+    fashion = script.make_cells(script.PROFILES["paper"], 0, datasets=["fashion-mnist"])
+    assert fashion and all(c.name.startswith("fashion-mnist.") for c in fashion)
+    with pytest.raises(ValueError, match="unknown datasets \\['fashion-mnist'\\]"):
+        script.make_cells(script.PROFILES["quick"], 0, datasets=["fashion-mnist"])
     with pytest.raises(ValueError, match="unknown models \\['n300'\\]"):
         script.make_cells(script.PROFILES["tiny"], 0, ["n300"])

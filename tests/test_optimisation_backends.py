@@ -306,3 +306,13 @@ def test_bootstrap_rejects_observations_outside_a_data_plate():
     x, y = np.zeros((5, 1), np.float32), np.ones(5, np.float32)
     with pytest.raises(ValueError, match="rightmost batch dimension must be the 5 data points"):
         inf.fit("bootstrap", unplated, (x, y), rng_key=jax.random.key(0), num_members=2)
+
+
+def test_svi_refuses_the_closed_form_kl_with_another_beta():
+    from ppl_uq.inference import svi
+
+    options = {**svi.DEFAULTS, "elbo": "meanfield", "beta": 0.1}
+    with pytest.raises(ValueError, match="elbo='meanfield'.*needs beta = 1"):
+        svi.check_options(options)
+    svi.check_options({**options, "elbo": "trace"})  # the beta-ELBO with a Monte Carlo KL is fine
+    svi.check_options({**options, "beta": 1.0})

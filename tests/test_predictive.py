@@ -94,3 +94,29 @@ def test_bad_inputs_raise_clear_errors():
         evaluate_predictive(fn, x, LABELS, batch_size=0)
     with pytest.raises(ValueError, match=r"log_prob_fn must map x"):
         evaluate_predictive(lambda xb: fn(xb)[0], x, LABELS)
+
+
+def test_ensemble_size_accuracy_matches_hand_counts():
+    from ppl_uq.harness import ensemble_size_accuracy
+
+    # 4 draws, 2 points, 2 classes; the labels are class 0 for both points.
+    probs = np.array([
+        [[0.9, 0.1], [0.4, 0.6]],
+        [[0.2, 0.8], [0.45, 0.55]],
+        [[0.6, 0.4], [0.3, 0.7]],
+        [[0.7, 0.3], [0.9, 0.1]],
+    ], np.float32)
+    log_probs = np.log(probs)
+    x = np.array([[0.0, 0.0], [1.0, 0.0]], np.float32)  # the first coordinate names the point
+    y = np.array([0, 0])
+
+    def model(inputs):
+        return jnp.asarray(log_probs)[:, inputs[:, 0].astype(jnp.int32)]
+
+    # k = 1: draw accuracies 1/2, 0, 1/2, 1 -> 0.5. k = 2: groups (0, 1) means [.55, .45] right, [.425, .575]
+    # wrong; (2, 3) means [.65, .35] right, [.6, .4] right -> 3/4. k = 3: one group (0, 1, 2): [.567, .433]
+    # right, [.383, .617] wrong -> 1/2 (draw 3 left out). k = 4: [.6, .4] right, [.5125, .4875] right -> 1.
+    got = ensemble_size_accuracy(model, x, y, [1, 2, 3, 4], batch_size=1)
+    assert got == pytest.approx({1: 0.5, 2: 0.75, 3: 0.5, 4: 1.0})
+    with pytest.raises(ValueError, match="sizes"):
+        ensemble_size_accuracy(model, x, y, [5])

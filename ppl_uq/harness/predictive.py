@@ -22,7 +22,7 @@ mean over all S draws (S_eval = S).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -311,6 +311,51 @@ def predictive_log_probs(log_prob_fn: Any, x: Any, *, batch_size: int = 1000) ->
     for start, stop in batches(x.shape[0], size):
         out[start:stop] = np.asarray(compute(pad_rows(x[start:stop], size)))[: stop - start]
     return out
+
+
+def _draw_correct(log_probs: jax.Array, y: jax.Array, sizes: tuple[int, ...]) -> tuple[jax.Array, ...]:
+    """For each group size k: (S // k, n) 0/1, whether the mean probability of each of the S // k disjoint
+    consecutive groups of k draws puts its maximum on ``y``."""
+    probs = jax.nn.softmax(log_probs, axis=-1)
+    out = []
+    for k in sizes:
+        groups = probs.shape[0] // k
+        mean = probs[: groups * k].reshape(groups, k, *probs.shape[1:]).mean(axis=1)
+        out.append((jnp.argmax(mean, axis=-1) == y).astype(jnp.float32))
+    return tuple(out)
+
+
+def ensemble_size_accuracy(model: Any, x: Any, y: Any, sizes: Sequence[int], *,
+                           batch_size: int = 1000) -> dict[int, float]:
+    """Accuracy of ensembles of k draws, for each k in ``sizes`` (Zhang & Chen's Table 3; k = 1 is their
+    "one weight sample, averaged over runs").
+
+    The S draws are cut into S // k disjoint consecutive groups of k (draws past the last full group are
+    left out); each group predicts the argmax of its mean probability; the result is the accuracy averaged
+    over the groups and the points. ``model`` is a ``Posterior``, ``Predictor`` or callable ``x -> (S, N, C)``
+    log-probabilities or logits; ``y`` (N,) labels. Returns ``{k: accuracy}`` in ``sizes`` order;
+    ``ValueError`` for a k outside [1, S].
+    """
+    x = check_points(x)
+    batch_size = check_batch_size(batch_size)
+    predictor = as_predictor(model, x)
+    labels = check_point_labels(y, x.shape[0], predictor.num_classes)
+    sizes = tuple(int(k) for k in sizes)
+    bad = [k for k in sizes if not 1 <= k <= predictor.num_draws]
+    if not sizes or bad:
+        raise ValueError(f"sizes must be a non-empty list of group sizes in [1, S = {predictor.num_draws}], got {list(sizes)}")
+    compute = predictor.compiled(_build_draw_correct, sizes=sizes)
+    size = min(batch_size, x.shape[0])
+    totals = np.zeros(len(sizes))
+    for start, stop in batches(x.shape[0], size):
+        correct = compute(pad_rows(x[start:stop], size), pad_rows(labels[start:stop], size))
+        totals += [float(np.asarray(c)[:, : stop - start].mean(axis=0).sum()) for c in correct]
+    return {k: float(total / x.shape[0]) for k, total in zip(sizes, totals, strict=True)}
+
+
+def _build_draw_correct(predictor: Predictor, *, sizes: tuple[int, ...]) -> Callable[[jax.Array, jax.Array], Any]:
+    log_prob_fn = predictor.log_prob_fn
+    return jax.jit(lambda x, y: _draw_correct(log_prob_fn(x), y, sizes))
 
 
 def _point_metrics(log_mean: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

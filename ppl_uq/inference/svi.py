@@ -32,8 +32,14 @@ DEFAULTS: dict[str, Any] = dict(COMMON_DEFAULTS)
 
 
 def check_options(options: dict[str, Any]) -> None:
-    """Validate the SVI options (guide, steps, learning-rate schedule, particles, scales, draws)."""
+    """Validate the SVI options (guide, steps, learning-rate schedule, particles, scales, draws).
+
+    ``elbo="meanfield"`` (the closed-form KL) exists only for ``beta == 1``; with another beta it is refused
+    rather than silently replaced by the Monte Carlo KL of the beta-ELBO."""
     check_common_options(options)
+    if options["elbo"] == "meanfield" and options["beta"] != 1:
+        raise ValueError(f"option elbo='meanfield' (the closed-form KL) needs beta = 1, got beta={options['beta']!r}; "
+                         "use elbo='trace' for the beta-ELBO with a Monte Carlo KL")
 
 
 def fit(model: Callable[..., Any], x: np.ndarray, y: np.ndarray, *, rng_key: jax.Array, options: dict[str, Any],
