@@ -508,7 +508,7 @@ def report_declaration(datasets: Sequence[str], methods: Sequence[str], profile_
          "gate_keys": ["accuracy", "clean_softmax", "clean_density"]},
         {"name": "deepfool_failures", "title": "DeepFool: failures of each confidence measure", "cells": cells,
          "caption": (f"DeepFool (L2, box [0, 1], overshoot {OVERSHOOT}, at most {profile.deepfool_iter} iterations) on "
-                     f"the first {'all' if profile.num_deepfool is None else profile.num_deepfool} test points; a "
+                     f"{'all the' if profile.num_deepfool is None else f'the first {profile.num_deepfool}'} test points; a "
                      f"failure is a point whose decision DeepFool changed and whose confidence rises on the "
                      f"adversarial image (for entropy and MI: the uncertainty falls). Counts are out of 'fooled'. "
                      f"The paper (VGG-16, all {PAPER_FAILURES['images']:,} ImageNet validation images): softmax "
