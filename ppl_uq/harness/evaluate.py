@@ -26,7 +26,7 @@ from .attacks._common import CONVENTIONS, AttackResult, as_predictor
 from .attacks.transfer import transfer_matrix
 from .calibration import calibration_summary, confidence_and_correct, reliability_data
 from .density import density_confidence, fit_density_confidence, posterior_features, softmax_scaling_demo
-from .detection import balanced_adversarial_auroc, fpr_at_tpr, misclassification_auroc, ood_auroc
+from .detection import balanced_adversarial_auroc, fpr_at_tpr, informative_groups, misclassification_auroc, ood_auroc
 from .predictive import check_point_labels, check_points, predictive_log_probs
 from .robustness import corruption_curve, failure_count
 from .uncertainty import HIGHER_MEANS, MEASURES, uncertainty_measures
@@ -109,12 +109,6 @@ class Evaluation(NamedTuple):
     arrays: dict[str, np.ndarray]
 
 
-def _informative(first: np.ndarray, second: np.ndarray) -> bool:
-    """An AUROC between two groups means something: both non-empty and the scores not all equal (the
-    mutual information of a single draw is 0 everywhere). Otherwise the record holds None."""
-    return len(first) > 0 and len(second) > 0 and np.ptp(np.concatenate([first, second])) > 0
-
-
 def evaluate(
     model: Any,
     test: tuple[Any, Any],
@@ -164,7 +158,7 @@ def evaluate(
         scores = measures[measure]
         auroc[measure]["misclassification"] = (
             misclassification_auroc(scores, hit, higher_means=HIGHER_MEANS[measure])
-            if _informative(scores[hit], scores[~hit]) else None)
+            if informative_groups(scores[hit], scores[~hit]) else None)
     if x_ood is not None:
         _ood_auroc(auroc, predictor, measures, x_ood)
 
@@ -189,7 +183,7 @@ def evaluate(
     for measure in MEASURES:
         clean_scores = np.asarray(clean_measures[measure])[detection.clean_correct]
         adv_scores = np.asarray(adv_measures[measure])[detection.success]
-        if _informative(clean_scores, adv_scores):
+        if informative_groups(clean_scores, adv_scores):
             balanced = balanced_adversarial_auroc(clean_scores, adv_scores, rng_key=key_balance,
                                                   higher_means=HIGHER_MEANS[measure])
             auroc[measure].update(adversarial_balanced=balanced.auroc, adversarial_num_used=balanced.num_used)
@@ -229,7 +223,7 @@ def _ood_auroc(auroc: dict[str, dict[str, Any]], predictor: Any, measures: Mappi
     ood_measures = uncertainty_measures(predictor, x_ood)
     for measure in MEASURES:
         scores_in, scores_out = measures[measure], np.asarray(ood_measures[measure])
-        informative = _informative(scores_in, scores_out)
+        informative = informative_groups(scores_in, scores_out)
         auroc[measure]["ood"] = ood_auroc(scores_in, scores_out, higher_means=HIGHER_MEANS[measure]) if informative else None
         auroc[measure]["ood_fpr_at_95_tpr"] = (
             fpr_at_tpr(scores_out, scores_in, 0.95, higher_is_positive=HIGHER_MEANS[measure] == "uncertain")
