@@ -78,7 +78,7 @@ PROFILES = {
     "paper": Profile(num_train=None, num_val=10_000, num_test=None, num_epochs=100, num_draws=100, attack_steps=300,
                      rhos=PAPER_RHOS, lambdas=PAPER_LAMBDAS, sources=tuple(ARCHITECTURES), ensemble_sizes=ENSEMBLE_SIZES,
                      prune_fractions=PRUNE_FRACTIONS, others=("ml-mixture", "mc-dropout", "deep-ensemble", "laplace")),
-    "tiny": Profile(num_train=600, num_val=100, num_test=60, num_epochs=1, num_draws=10, attack_steps=10,
+    "tiny": Profile(num_train=600, num_val=100, num_test=60, num_epochs=8, num_draws=10, attack_steps=10,
                     rhos=(-30.0, -3.0), lambdas=(0.0, 1e-2), sources=("fc10",), ensemble_sizes=(1, 5, 10),
                     prune_fractions=(0.5, 0.9), others=("mc-dropout",)),
 }
