@@ -1,7 +1,7 @@
 """Däubener & Fischer (seed 000): ML vs VI training of infinite mixtures on Fashion-MNIST and MNIST.
 
     python experiments/daubener_mixtures.py --profile quick --workers 2  # Fashion-MNIST, 4,000 images, 5 epochs, short sweeps: 4 min 31 s
-    python experiments/daubener_mixtures.py --profile paper     # full data, 100 epochs, 10 seeds (days on 2 cores)
+    python experiments/daubener_mixtures.py --profile paper     # full data, 100 epochs, 10 seeds: about 350 worker-hours of fits (README)
     python experiments/daubener_mixtures.py --profile tiny      # CI-sized (tests/test_experiment_daubener.py)
     ppl-uq run daubener --profile quick --prior-variances 0.5 1 1.5 3 --betas 1 0.1 0.01 0.001 0.0001 --num-seeds 2
 
