@@ -47,7 +47,11 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None, max_byt
     folder = Path(path) if path is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Every program, however quick to compile: a fit's guide set-up and initialisation are hundreds of
+    # eager ops of ~0.1 s each, and its validation and sampling programs are new closures per fit. With
+    # all of them kept, a 12-epoch BBB fit in a fresh process took 9.6 s on a warm cache, against 18.6 s
+    # when only compilations over 0.2 s were kept (27.8 s cold).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
     return folder
