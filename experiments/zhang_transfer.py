@@ -1,7 +1,7 @@
 """Zhang & Chen, Bayesian weight sampling against transfer attacks (seed 004), on MNIST, with every other
 backend the toolkit has for the same network scored on the same twelve transfer sets.
 
-    python experiments/zhang_transfer.py --profile quick --workers 2  # MNIST subset, 500 test points: 8 min 49 s
+    python experiments/zhang_transfer.py --profile quick --workers 2  # MNIST subset, 500 test points: 6 min 02 s
     python experiments/zhang_transfer.py --profile paper --workers 2  # all the data, 100 epochs, every test point,
                                                                       # 300 attack steps: 14 min 37 s on the subset
     python experiments/zhang_transfer.py --profile tiny      # CI-sized (tests/test_experiment_zhang.py)

@@ -41,7 +41,8 @@ def toy_cell(cell, *, rng_key, inputs, log):
         return CellOutput({"total": total, "inputs": sorted(inputs)})
     draws = np.asarray(jax.random.normal(rng_key, (50,))) * cell.options["scale"]
     log("drew 50 normals")
-    return CellOutput({"mean": float(draws.mean()), "pid": os.getpid()}, arrays={"draws": draws})
+    hoisted = bool(jax.config.jax_use_simplified_jaxpr_constants)
+    return CellOutput({"mean": float(draws.mean()), "pid": os.getpid(), "hoisted": hoisted}, arrays={"draws": draws})
 
 
 def _install_kill(moment):

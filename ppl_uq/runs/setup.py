@@ -7,6 +7,16 @@ It sets, before JAX creates its CPU backend:
 - JAX's persistent compilation cache, bounded in size (least recently used entries are evicted);
 
 The library itself (models, inference, harness) never changes these settings.
+
+The worker processes of a local dask cluster also start with ``WORKER_ENVIRONMENT``: JAX's option to pass
+closed-over arrays to compiled programs as arguments instead of embedding them as constants (its
+announced future default, read once when JAX is imported, so only a process that is started with it
+set gets it; ``export JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS=True`` does the same for an in-process run). A
+``Posterior``'s prediction functions close over its draws. Embedded, every posterior compiles its own
+programs, and a 100-draw FC-100-100-10 program takes 33 MB of the persistent cache, so eight fill it and
+evict everything reusable. Hoisted, the programs depend only on shapes: scoring two BBB nets on 12
+transfer sets and 6 pruned copies each took 8.7 s instead of 22.6 s, with a 140 KB cache instead of
+205 MB, and the same accuracies.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from typing import Any
 
 #: Host devices every process gets (parallel chains; the same compiled programs everywhere).
 HOST_DEVICES = 2
+#: Environment of every worker process the runner starts (see the module docstring).
+WORKER_ENVIRONMENT = {"JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS": "True"}
 #: Bound on the persistent compilation cache (bytes); JAX evicts the least recently used entries beyond it.
 CACHE_MAX_BYTES = 256 * 2**20
 
