@@ -41,7 +41,9 @@ def toy_cell(cell, *, rng_key, inputs, log):
         return CellOutput({"total": total, "inputs": sorted(inputs)})
     draws = np.asarray(jax.random.normal(rng_key, (50,))) * cell.options["scale"]
     log("drew 50 normals")
-    hoisted = bool(jax.config.jax_use_simplified_jaxpr_constants)
+    from ppl_uq.runs.setup import constants_hoisted
+
+    hoisted = constants_hoisted()  # what the program does, not what the flag says
     return CellOutput({"mean": float(draws.mean()), "pid": os.getpid(), "hoisted": hoisted}, arrays={"draws": draws})
 
 

@@ -12,15 +12,15 @@ other cells still finish, and ``CellsFailedError`` lists the failures at the end
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import time
 import traceback
+import unittest.mock
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from .cells import Cell, check_cells
 from .execute import CellFn, execute_cell
@@ -166,28 +166,12 @@ def _dask_client(scheduler: str | None, workers: int | None) -> Any:
     else:
         # The workers are spawned here and read WORKER_ENVIRONMENT when they import JAX (a worker restarted
         # later by its nanny starts without it: it compiles more, with the same numbers).
-        with _environment(WORKER_ENVIRONMENT):
+        with unittest.mock.patch.dict(os.environ, WORKER_ENVIRONMENT):  # restored when the block ends
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     client.register_plugin(worker_setup_plugin())
     return client
-
-
-@contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set ``variables`` in ``os.environ`` inside the block (processes started there inherit them),
-    then restore what was there before."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def worker_setup_plugin(**settings: Any) -> Any:

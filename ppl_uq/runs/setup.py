@@ -47,6 +47,17 @@ def set_host_devices(count: int = HOST_DEVICES) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def constants_hoisted() -> bool:
+    """Whether this process's JAX passes closed-over arrays to compiled programs as arguments (the effect
+    of ``WORKER_ENVIRONMENT``, which JAX reads at import): lowers a small closure and looks for the argument."""
+    import jax
+    import jax.numpy as jnp
+
+    closed_over = jnp.arange(64.0, dtype=jnp.float32)
+    text = jax.jit(lambda v: v + closed_over).lower(jnp.zeros(64, jnp.float32)).as_text()
+    return "%arg1" in text
+
+
 def enable_compilation_cache(path: str | os.PathLike[str] | None = None, max_bytes: int = CACHE_MAX_BYTES) -> Path:
     """Turn on JAX's persistent compilation cache in ``path`` (default ``default_cache_dir()``), bounded
     to ``max_bytes``; return the folder.
